@@ -1,0 +1,18 @@
+"""daskref: JWST detector calibration reference files from ramp campaigns, with Dask."""
+
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
+
+try:
+    __version__ = _version("daskref")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0+unknown"
+
+from . import dq, simulate  # noqa: E402
+from .api import compute, open_inputs, readnoise, superbias, write  # noqa: E402
+from .io.fits import InputError, inventory, open_exposure, open_stack, scan  # noqa: E402
+
+__all__ = [
+    "InputError", "__version__", "compute", "dq", "inventory", "open_exposure",
+    "open_inputs", "open_stack", "readnoise", "scan", "simulate", "superbias", "write",
+]

@@ -1,0 +1,146 @@
+"""The Python API: build lazy products from files or arrays, compute and write them once.
+
+Examples
+--------
+>>> import daskref
+>>> rn = daskref.readnoise(["dark1_uncal.fits", "dark2_uncal.fits"], clipping_sigma=3.0)
+>>> sb = daskref.superbias(["dark1_uncal.fits", "dark2_uncal.fits"])
+>>> daskref.write([rn, sb], ["readnoise.fits", "superbias.fits"], author="me")
+
+Opening the same files for several products gives the same dask keys, so writing
+them together reads every input byte once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import dask
+import xarray as xr
+
+from .algorithms import readnoise as _rn
+from .algorithms import superbias as _sb
+from .io.crds import CrdsMeta
+from .io.fits import open_stack
+from .reftypes import readnoise as _rn_type
+from .reftypes import superbias as _sb_type
+from .reftypes._base import description as _description
+
+#: Reference types daskref writes: REFTYPE -> module with ``write``, ``DESCRIPTION``.
+REFTYPES = {"READNOISE": _rn_type, "SUPERBIAS": _sb_type}
+
+Inputs = str | os.PathLike | Sequence[str | os.PathLike] | xr.Dataset | xr.DataArray
+
+
+def open_inputs(inputs: Inputs, *, chunk_mb: float | None = None) -> xr.Dataset | xr.DataArray:
+    """Open paths as a lazy stack (:func:`daskref.io.open_stack`); pass arrays through."""
+    if isinstance(inputs, (xr.Dataset, xr.DataArray)):
+        return inputs
+    return open_stack(inputs, chunk_mb=chunk_mb)
+
+
+def readnoise(inputs: Inputs, *, chunk_mb: float | None = None, **params) -> xr.Dataset:
+    """Lazy READNOISE product from dark ramps (paths or an opened stack).
+
+    Parameters are those of :func:`daskref.algorithms.readnoise.readnoise`;
+    ``chunk_mb`` sets the slab size when ``inputs`` are paths.
+    """
+    return _rn.readnoise(open_inputs(inputs, chunk_mb=chunk_mb), **params)
+
+
+def superbias(inputs: Inputs, *, chunk_mb: float | None = None, **params) -> xr.Dataset:
+    """Lazy SUPERBIAS product from dark ramps (paths or an opened stack).
+
+    Parameters are those of :func:`daskref.algorithms.superbias.superbias`.
+    """
+    return _sb.superbias(open_inputs(inputs, chunk_mb=chunk_mb), **params)
+
+
+readnoise.__doc__ += "\n" + (_rn.readnoise.__doc__ or "")
+superbias.__doc__ += "\n" + (_sb.superbias.__doc__ or "")
+
+
+def compute(products: Sequence[xr.Dataset], *, progress: bool = False) -> list[xr.Dataset]:
+    """Compute several products in one pass over their inputs.
+
+    Uses the active ``distributed`` client if there is one (with its progress bar),
+    else the configured local scheduler (with ``dask.diagnostics.ProgressBar``).
+    """
+    client = None
+    with contextlib.suppress(ImportError, ValueError):
+        from distributed import get_client
+
+        client = get_client()
+    if client is not None:
+        futures = client.compute(list(products))
+        if progress:
+            from distributed import progress as dist_progress
+
+            dist_progress(futures)
+        return client.gather(futures)
+    if progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar(minimum=1.0):
+            return list(dask.compute(*products))
+    return list(dask.compute(*products))
+
+
+def write(
+    products: xr.Dataset | Sequence[xr.Dataset],
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    *,
+    author: str = "daskref",
+    description: str | None = None,
+    pedigree: str = "GROUND",
+    useafter: str = "2000-01-01T00:00:00",
+    history: str | Sequence[str] | None = None,
+    readpatt: str | None = None,
+    subarray: str | None = None,
+    progress: bool = False,
+) -> list[Path]:
+    """Compute products together and write each as a CRDS reference file.
+
+    Parameters
+    ----------
+    products : Dataset or sequence of Dataset
+        Lazy (or computed) products of :func:`readnoise`, :func:`superbias`, ...
+    paths : path-like or sequence of path-like
+        One output file per product.
+    author, description, pedigree, useafter, history, readpatt, subarray
+        CRDS metadata (see :class:`daskref.io.crds.CrdsMeta`); checked before any
+        computation starts.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files written. Each is written to a temporary name and renamed, so an
+        interrupted run leaves no partial file.
+    """
+    if isinstance(products, xr.Dataset):
+        products = [products]
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    products, paths = list(products), [Path(p) for p in paths]
+    if len(products) != len(paths):
+        raise ValueError(f"{len(products)} products but {len(paths)} output paths")
+    if history is None:
+        history = []
+    meta = CrdsMeta(author=author, description=description, pedigree=pedigree,
+                    useafter=useafter, history=[history] if isinstance(history, str) else list(history),
+                    readpatt=readpatt, subarray=subarray)
+    modules = []
+    for ds in products:
+        reftype = ds.attrs.get("reftype")
+        if reftype not in REFTYPES:
+            raise ValueError(f"cannot write a product of reftype {reftype!r}")
+        module = REFTYPES[reftype]
+        _description(ds, module.DESCRIPTION, meta)  # fail before computing
+        modules.append(module)
+    computed = compute(products, progress=progress)
+    return [m.write(ds, p, meta) for m, ds, p in zip(modules, computed, paths, strict=True)]

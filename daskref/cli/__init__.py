@@ -1,0 +1,353 @@
+"""The ``daskref`` command line.
+
+Every command checks its inputs from the headers before any heavy work; a bad input
+ends with one line naming the file and the problem, exit status 2, and no output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import sys
+import time
+from pathlib import Path
+
+import dask
+
+from .. import __version__
+from ..io.crds import MetadataError
+from ..io.fits import InputError
+
+log = logging.getLogger("daskref")
+
+
+class UsageError(Exception):
+    """A command-line mistake (exit status 2)."""
+
+
+# --------------------------------------------------------------------------- options
+
+
+def _opt(parser, name: str, **kwargs):
+    """Add ``--a-b`` with the jwst_reffiles-style alias ``--a_b``."""
+    flags = [f"--{name.replace('_', '-')}"]
+    if "_" in name:
+        flags.append(f"--{name}")
+    parser.add_argument(*flags, dest=name, **kwargs)
+
+
+def _add_common(p: argparse.ArgumentParser, outputs: bool = True):
+    g = p.add_argument_group("execution")
+    g.add_argument("--workers", type=int, default=None,
+                   help="threads of the local scheduler (default: all cores)")
+    g.add_argument("--scheduler", default=None,
+                   help="'threads', 'processes', 'synchronous', or the ADDRESS of a running "
+                        "dask.distributed scheduler (e.g. tcp://host:8786)")
+    _opt(g, "chunk_mb", type=float, default=None,
+         help="target size of one pixel slab of the input stack, MB (default 64)")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
+    g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
+    if outputs:
+        m = p.add_argument_group("CRDS metadata")
+        m.add_argument("--author", default="daskref", help="AUTHOR (default daskref)")
+        m.add_argument("--description", default=None, help="DESCRIP, at most 65 characters")
+        m.add_argument("--pedigree", default="GROUND",
+                       help="GROUND, DUMMY, SIMULATION, MODEL or 'INFLIGHT start end'")
+        m.add_argument("--useafter", default="2000-01-01T00:00:00",
+                       help="USEAFTER, YYYY-MM-DDTHH:MM:SS")
+        m.add_argument("--history", action="append", default=[], help="extra HISTORY entry")
+        m.add_argument("--readpatt", default=None, help="READPATT keyword (default ANY)")
+        m.add_argument("--subarray", default=None, help="SUBARRAY keyword (default: inputs')")
+
+
+def _add_readnoise_options(p):
+    g = p.add_argument_group("readnoise")
+    _opt(g, "method", choices=["stack", "ramp"], default="stack",
+         help="stack: clipped std of all differences; ramp: per file, then clipped mean")
+    _opt(g, "group_diff_type", choices=["independent", "consecutive"], default="independent",
+         help="differences of disjoint group pairs, or of every consecutive pair")
+    _opt(g, "clipping_sigma", type=float, default=3.0, help="sigma-clipping threshold")
+    _opt(g, "max_clipping_iters", type=int, default=3, help="sigma-clipping passes")
+    _opt(g, "single_value", action="store_true", help="replace the map by one value")
+    _opt(g, "drop_first_groups", type=int, default=None,
+         help="groups left out at the start of each integration (MIRI default 5)")
+    _opt(g, "drop_last_groups", type=int, default=None,
+         help="groups left out at the end of each integration (MIRI default 1)")
+    _opt(g, "no_bias_correction", action="store_true",
+         help="keep the low bias of the clipped standard deviation (as jwst_reffiles)")
+
+
+def _add_superbias_options(p):
+    g = p.add_argument_group("superbias")
+    _opt(g, "clipping_sigma", type=float, default=3.0, help="sigma-clipping threshold")
+    _opt(g, "max_clipping_iters", type=int, default=3, help="sigma-clipping passes")
+    _opt(g, "bad_clipping_sigma", type=float, default=3.0,
+         help="clipping of the error map when finding unreliable pixels")
+    _opt(g, "bad_max_clipping_iters", type=int, default=3, help="passes of that clipping")
+    _opt(g, "bad_sigma_threshold", type=float, default=5.0,
+         help="UNRELIABLE_BIAS where error > mean + this * std of the error map")
+    _opt(g, "save_filled", action="store_true", help="also write <output>_filled.fits")
+    _opt(g, "box_width", type=int, default=3, help="median box of the filled superbias")
+    _opt(g, "no_bias_correction", action="store_true",
+         help="keep the low bias of the clipped standard deviation")
+
+
+READNOISE_PARAMS = ("method", "group_diff_type", "clipping_sigma", "max_clipping_iters",
+                    "single_value", "drop_first_groups", "drop_last_groups")
+SUPERBIAS_PARAMS = ("clipping_sigma", "max_clipping_iters", "bad_clipping_sigma",
+                    "bad_max_clipping_iters", "bad_sigma_threshold", "save_filled", "box_width")
+
+
+def _params(args, names) -> dict:
+    out = {n: getattr(args, n) for n in names}
+    out["bias_correction"] = not args.no_bias_correction
+    return out
+
+
+def _meta(args) -> dict:
+    return dict(author=args.author, description=args.description, pedigree=args.pedigree,
+                useafter=args.useafter, history=args.history, readpatt=args.readpatt,
+                subarray=args.subarray)
+
+
+# --------------------------------------------------------------------------- execution
+
+
+@contextlib.contextmanager
+def _scheduler(args):
+    """Configure where the graph runs for the duration of the command."""
+    target = args.scheduler
+    if target in (None, "threads", "processes", "synchronous", "sync"):
+        config = {"scheduler": target or "threads"}
+        if args.workers:
+            config["num_workers"] = args.workers
+        with dask.config.set(config):
+            yield
+        return
+    try:
+        from distributed import Client
+    except ImportError:
+        raise UsageError("--scheduler ADDRESS needs the 'distributed' package") from None
+    try:
+        client = Client(target, timeout="10s")
+    except OSError as exc:
+        raise UsageError(f"cannot reach the dask scheduler at {target}: {exc}") from None
+    with client:
+        if not args.quiet:
+            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
+        yield
+
+
+def _check_output(path: str) -> Path:
+    out = Path(path)
+    if out.is_dir():
+        raise UsageError(f"{out}: output is a directory; give a file name like {out}/readnoise.fits")
+    if out.suffix.lower() != ".fits":
+        raise UsageError(f"{out}: output must end in .fits")
+    return out
+
+
+def cmd_readnoise(args) -> int:
+    from .. import api
+
+    out = _check_output(args.output)
+    product = api.readnoise(args.files, chunk_mb=args.chunk_mb,
+                            **_params(args, READNOISE_PARAMS))
+    with _scheduler(args):
+        paths = api.write(product, out, progress=not args.quiet, **_meta(args))
+    _report(args, paths)
+    return 0
+
+
+def cmd_superbias(args) -> int:
+    from .. import api
+
+    out = _check_output(args.output)
+    product = api.superbias(args.files, chunk_mb=args.chunk_mb,
+                            **_params(args, SUPERBIAS_PARAMS))
+    with _scheduler(args):
+        paths = api.write(product, out, progress=not args.quiet, **_meta(args))
+    if args.save_filled:
+        from ..reftypes.superbias import filled_path
+
+        paths.append(filled_path(out))
+    _report(args, paths)
+    return 0
+
+
+def cmd_inventory(args) -> int:
+    from ..io.fits import inventory
+
+    table = inventory(args.files)
+    if args.format == "csv":
+        table.write(sys.stdout, format="ascii.csv")
+    else:
+        for line in table.pformat(max_lines=-1, max_width=-1):
+            print(line)
+    return 0
+
+
+def cmd_simulate(args) -> int:
+    from ..simulate import simulate_campaign, write_truth
+
+    t0 = time.perf_counter()
+    subsize = tuple(args.subsize) if args.subsize else None
+    campaign = simulate_campaign(
+        args.outdir, args.n_files, nints=args.nints, ngroups=args.ngroups, seed=args.seed,
+        prefix=args.prefix, instrument=args.instrument, detector=args.detector,
+        subarray=args.subarray, substrt=tuple(args.substrt), subsize=subsize,
+        readpatt=args.readpatt, readnoise=args.readnoise, bias=args.bias,
+        dark_current=args.dark_current, flux=args.flux, cosmic_ray_rate=args.cosmic_ray_rate,
+        amp_offset_sigma=args.amp_offset, odd_even_offset=args.odd_even_offset,
+        row_noise=args.row_noise,
+    )
+    truth_path = write_truth(campaign.truth, Path(args.outdir) / f"{args.prefix}_truth.fits")
+    if not args.quiet:
+        for p in campaign.paths:
+            print(p)
+        print(f"truth: {truth_path}  ({time.perf_counter() - t0:.1f} s)")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    import numpy as np
+
+    from .. import api
+    from ..simulate import simulate_campaign
+
+    outdir = Path(args.outdir)
+    t0 = time.perf_counter()
+    kwargs = dict(cosmic_ray_rate=2e-4)
+    if args.full_frame:
+        kwargs.update(subarray="FULL")
+    else:
+        kwargs.update(subarray="SUB320", substrt=(1, 1), subsize=(320, 320))
+    if not args.quiet:
+        print(f"simulating {args.n_files} NIRCam darks in {outdir / 'inputs'} ...")
+    campaign = simulate_campaign(outdir / "inputs", args.n_files, nints=2, ngroups=10,
+                                 seed=args.seed, **kwargs)
+    t1 = time.perf_counter()
+    stack = api.open_stack(campaign.paths, chunk_mb=args.chunk_mb)
+    rn, sb = api.readnoise(stack), api.superbias(stack)
+    with _scheduler(args):
+        paths = api.write([rn, sb], [outdir / "readnoise.fits", outdir / "superbias.fits"],
+                          progress=not args.quiet, author="daskref demo",
+                          pedigree="SIMULATION", history=["daskref demo on simulated darks"])
+    t2 = time.perf_counter()
+    if not args.quiet:
+        from astropy.io import fits
+
+        truth = campaign.truth
+        rn_map = fits.getdata(paths[0], "SCI")
+        sb_map = fits.getdata(paths[1], "SCI")
+        ratio = np.nanmedian(rn_map / truth.readnoise_cds)
+        resid = np.nanstd(sb_map - truth.expected_group0())
+        print(f"simulated in {t1 - t0:.1f} s, reference files built in {t2 - t1:.1f} s")
+        print(f"READNOISE: median recovered/true CDS noise = {ratio:.4f}")
+        print(f"SUPERBIAS: rms(recovered - true bias) = {resid:.2f} DN")
+    _report(args, paths)
+    return 0
+
+
+def _report(args, paths):
+    if not args.quiet:
+        for p in paths:
+            print(f"wrote {p}")
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="daskref",
+        description="JWST detector calibration reference files from ramp campaigns, with Dask.",
+    )
+    parser.add_argument("--version", action="version", version=f"daskref {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("readnoise", help="READNOISE reference file (CDS noise) from darks")
+    p.add_argument("files", nargs="*", metavar="FILES", help="dark ramp files (uncal or ramp)")
+    p.add_argument("-o", "--output", required=True, help="output .fits")
+    _add_readnoise_options(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_readnoise)
+
+    p = sub.add_parser("superbias", help="SUPERBIAS reference file from darks")
+    p.add_argument("files", nargs="*", metavar="FILES", help="dark ramp files (uncal or ramp)")
+    p.add_argument("-o", "--output", required=True, help="output .fits")
+    _add_superbias_options(p)
+    _add_common(p)
+    p.set_defaults(func=cmd_superbias)
+
+    p = sub.add_parser("inventory", help="table of the inputs' headers")
+    p.add_argument("files", nargs="*", metavar="FILES")
+    p.add_argument("--format", choices=["table", "csv"], default="table")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.set_defaults(func=cmd_inventory, quiet=False)
+
+    p = sub.add_parser("simulate", help="write simulated uncal exposures with known truth")
+    p.add_argument("outdir", help="output directory")
+    _opt(p, "n_files", type=int, default=5, help="number of exposures (default 5)")
+    p.add_argument("--nints", type=int, default=2)
+    p.add_argument("--ngroups", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prefix", default="dark", help="file name prefix (default dark)")
+    p.add_argument("--instrument", default="NIRCAM", help="NIRCAM (2048x2048) or MIRI (1024x1032)")
+    p.add_argument("--detector", default=None)
+    p.add_argument("--subarray", default="FULL")
+    p.add_argument("--substrt", type=int, nargs=2, default=(1, 1), metavar=("X", "Y"))
+    p.add_argument("--subsize", type=int, nargs=2, default=None, metavar=("NX", "NY"))
+    p.add_argument("--readpatt", default=None)
+    p.add_argument("--readnoise", type=float, default=14.0, help="mean CDS noise, DN")
+    p.add_argument("--bias", type=float, default=12000.0, help="mean bias, DN")
+    _opt(p, "dark_current", type=float, default=0.005, help="DN/s")
+    p.add_argument("--flux", type=float, default=0.0, help="illumination DN/s (flats)")
+    _opt(p, "cosmic_ray_rate", type=float, default=0.0, help="hits per pixel per second")
+    _opt(p, "amp_offset", type=float, default=0.0, help="per-group amplifier offsets, DN")
+    _opt(p, "odd_even_offset", type=float, default=0.0, help="odd/even column offsets, DN")
+    _opt(p, "row_noise", type=float, default=0.0, help="row-correlated noise, DN")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("demo", help="simulate a small dark campaign and build READNOISE "
+                                    "and SUPERBIAS from it")
+    p.add_argument("outdir", nargs="?", default="daskref-demo", help="directory (default "
+                   "./daskref-demo)")
+    _opt(p, "n_files", type=int, default=8, help="number of darks (default 8)")
+    _opt(p, "full_frame", action="store_true", help="2048x2048 darks instead of 320x320")
+    p.add_argument("--seed", type=int, default=0)
+    _add_common(p, outputs=False)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``daskref`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * getattr(args, "verbose", 0)
+    logging.basicConfig(level=level, format="daskref: %(message)s")
+    if hasattr(args, "files") and not args.files:
+        print(f"daskref {args.command}: error: no input files given", file=sys.stderr)
+        return 2
+    try:
+        return args.func(args)
+    except (InputError, MetadataError, UsageError) as exc:
+        print(f"daskref {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"daskref {args.command}: interrupted; no output written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one readable line; -vv for the traceback
+        if getattr(args, "verbose", 0) >= 2:
+            raise
+        print(f"daskref {args.command}: error: {type(exc).__name__}: {exc} "
+              "(run with -vv for details)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

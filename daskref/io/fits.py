@@ -1,0 +1,504 @@
+"""Lazy, slab-wise reading of JWST ramp exposures into xarray.
+
+A level-1b ``uncal`` file holds a primary header and a ``SCI`` image of shape
+``(integration, group, y, x)`` (uint16 DN, stored as int16 with ``BZERO`` = 32768);
+a calibrated ramp file holds float32 ``SCI`` with uint8 ``GROUPDQ`` of the same
+shape and uint32 ``PIXELDQ`` ``(y, x)``.
+
+The readers build one dask task per (file, row slab): the task opens the file,
+seeks to the rows it needs in each group plane and reads them straight into its
+output buffer. FITS stores ``x`` fastest, so a slab of whole rows is one contiguous
+read per (integration, group), nothing outside the slab is touched, and a run that
+computes all its products in one ``dask.compute`` reads every input byte once.
+
+Everything about a file that can be wrong (missing, not FITS, truncated, no
+``SCI``, not a ramp, too few groups, incompatible with the other inputs) is checked
+from the headers by :func:`scan` before any task exists, and reported as an
+:class:`InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+import os
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+from astropy.io import fits
+from astropy.table import Table
+from astropy.time import Time
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+#: Primary-header keywords kept as attributes of every opened exposure.
+HEADER_KEYS = (
+    "TELESCOP", "INSTRUME", "DETECTOR", "EXP_TYPE", "SUBARRAY", "SUBSTRT1", "SUBSTRT2",
+    "SUBSIZE1", "SUBSIZE2", "FASTAXIS", "SLOWAXIS", "NOUTPUTS", "READPATT", "NINTS",
+    "NGROUPS", "NFRAMES", "GROUPGAP", "TFRAME", "TGROUP", "EFFINTTM", "DATE-OBS",
+    "TIME-OBS", "DATE-END", "TIME-END", "EXPSTART", "EXPEND", "FILTER", "PUPIL",
+    "S_GRPSCL", "S_DQINIT", "S_SATURA", "S_IPC", "S_SUPERB", "S_REFPIX", "S_LINEAR",
+    "S_PERSIS", "S_DARK", "S_FRSTFR", "S_LASTFR", "S_RSCD", "S_JUMP", "S_RAMP",
+)
+
+#: Keywords that must agree across a stack of inputs.
+STACK_KEYS = ("INSTRUME", "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "READPATT")
+
+DEFAULT_CHUNK_MB = 64.0
+
+
+class InputError(ValueError):
+    """A problem with an input file, found before any data is read.
+
+    The message starts with the file name, so a command-line user sees which
+    file to fix.
+    """
+
+    def __init__(self, path: str | os.PathLike | None, problem: str):
+        self.path = None if path is None else str(path)
+        self.problem = problem
+        super().__init__(problem if path is None else f"{path}: {problem}")
+
+
+@dataclass(frozen=True)
+class ArrayLayout:
+    """Where an image extension's data lie in its file, and how to decode them."""
+
+    offset: int
+    shape: tuple[int, ...]
+    raw_dtype: str  # big-endian on disk, e.g. '>i2'
+    bzero: float = 0.0
+    bscale: float = 1.0
+
+    @property
+    def dtype(self) -> np.dtype:
+        """Native dtype of the decoded values."""
+        raw = np.dtype(self.raw_dtype)
+        if self.bscale == 1.0 and raw.kind == "i" and self.bzero == 2 ** (8 * raw.itemsize - 1):
+            return np.dtype(f"u{raw.itemsize}")  # FITS unsigned-integer convention
+        if self.bscale == 1.0 and self.bzero == 0.0:
+            return raw.newbyteorder("=")
+        return np.dtype(np.float32 if raw.itemsize <= 2 else np.float64)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of data on disk."""
+        return int(np.prod(self.shape)) * np.dtype(self.raw_dtype).itemsize
+
+
+@dataclass
+class ExposureInfo:
+    """Headers and data layout of one input file, read without touching the data."""
+
+    path: str
+    header: dict
+    sci: ArrayLayout
+    groupdq: ArrayLayout | None = None
+    pixeldq: ArrayLayout | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """``(integration, group, y, x)`` shape of SCI."""
+        return self.sci.shape  # type: ignore[return-value]
+
+    @property
+    def name(self) -> str:
+        """File name without directories."""
+        return os.path.basename(self.path)
+
+
+_BITPIX = {8: "u1", 16: ">i2", 32: ">i4", 64: ">i8", -32: ">f4", -64: ">f8"}
+
+
+def _layout(hdul: fits.HDUList, index: int) -> ArrayLayout:
+    hdr = hdul[index].header
+    info = hdul.fileinfo(index)
+    naxis = hdr.get("NAXIS", 0)
+    shape = tuple(int(hdr[f"NAXIS{i}"]) for i in range(naxis, 0, -1))
+    return ArrayLayout(
+        offset=int(info["datLoc"]),
+        shape=shape,
+        raw_dtype=_BITPIX[int(hdr["BITPIX"])],
+        bzero=float(hdr.get("BZERO", 0.0)),
+        bscale=float(hdr.get("BSCALE", 1.0)),
+    )
+
+
+def read_info(path: str | os.PathLike) -> ExposureInfo:
+    """Read the headers of one exposure and check that it is a usable ramp.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An ``uncal`` or calibrated ramp FITS file.
+
+    Raises
+    ------
+    InputError
+        The file is missing, unreadable, not FITS, truncated, has no ``SCI``
+        extension, ``SCI`` is not 4-D ``(integration, group, y, x)``, or it has
+        fewer than 2 groups.
+    """
+    path = str(path)
+    p = Path(path)
+    if not p.exists():
+        raise InputError(path, "no such file")
+    if p.is_dir():
+        raise InputError(path, "is a directory, not a FITS file")
+    if p.stat().st_size == 0:
+        raise InputError(path, "is empty, not a FITS file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+                names = [h.name.upper() for h in hdul]
+                if "SCI" not in names:
+                    raise InputError(path, f"has no SCI extension (extensions: {names})")
+                header = {k: hdul[0].header[k] for k in HEADER_KEYS if k in hdul[0].header}
+                sci_hdr = hdul["SCI"].header
+                sci = _layout(hdul, names.index("SCI"))
+                gdq = _layout(hdul, names.index("GROUPDQ")) if "GROUPDQ" in names else None
+                pdq = _layout(hdul, names.index("PIXELDQ")) if "PIXELDQ" in names else None
+                ends = [
+                    hdul.fileinfo(i)["datLoc"] + hdul.fileinfo(i)["datSpan"]
+                    for i in range(len(hdul))
+                ]
+    except InputError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise InputError(path, f"is not a readable FITS file ({exc})") from None
+    size = p.stat().st_size
+    if max(ends) > size:
+        raise InputError(
+            path, f"is truncated: its headers describe {max(ends)} bytes but the file has {size}"
+        )
+    if len(sci.shape) != 4:
+        raise InputError(
+            path,
+            f"SCI is {len(sci.shape)}-D {sci.shape}; expected a 4-D ramp "
+            "(integration, group, y, x) such as an _uncal or _ramp file",
+        )
+    if sci.shape[1] < 2:
+        raise InputError(path, f"has {sci.shape[1]} group; at least 2 groups are needed")
+    if gdq is not None and gdq.shape != sci.shape:
+        raise InputError(path, f"GROUPDQ shape {gdq.shape} differs from SCI shape {sci.shape}")
+    if pdq is not None and pdq.shape != sci.shape[2:]:
+        raise InputError(path, f"PIXELDQ shape {pdq.shape} differs from SCI (y, x) {sci.shape[2:]}")
+    header.setdefault("SUBSIZE1", sci.shape[3])
+    header.setdefault("SUBSIZE2", sci.shape[2])
+    header.setdefault("SUBSTRT1", 1)
+    header.setdefault("SUBSTRT2", 1)
+    header["NINTS"], header["NGROUPS"] = sci.shape[0], sci.shape[1]
+    if "BUNIT" in sci_hdr:
+        header["BUNIT"] = sci_hdr["BUNIT"]
+    return ExposureInfo(path=path, header=header, sci=sci, groupdq=gdq, pixeldq=pdq)
+
+
+def scan(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[ExposureInfo]:
+    """Read and check the headers of every input; see :func:`read_info`.
+
+    Raises
+    ------
+    InputError
+        For an empty list or the first bad file.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = list(paths)
+    if not paths:
+        raise InputError(None, "no input files given")
+    seen: dict[str, str] = {}
+    for p in paths:
+        key = os.path.realpath(p)
+        if key in seen:
+            raise InputError(p, f"is given twice (also as {seen[key]})")
+        seen[key] = str(p)
+    return [read_info(p) for p in paths]
+
+
+def check_stackable(infos: Sequence[ExposureInfo], keys: Iterable[str] = STACK_KEYS) -> None:
+    """Check that exposures can be stacked along ``integration``.
+
+    They must come from one instrument and detector, with the same subarray
+    (name, origin and size), readout pattern and number of groups.
+
+    Raises
+    ------
+    InputError
+        Naming the first file that differs from the first input, and how.
+    """
+    first = infos[0]
+    for info in infos[1:]:
+        for key in keys:
+            a, b = first.header.get(key), info.header.get(key)
+            if a != b:
+                raise InputError(
+                    info.path,
+                    f"{key} is {b!r} but {first.name} has {a!r}; inputs to one reference file "
+                    "must share detector, subarray and readout pattern",
+                )
+        if info.shape[2:] != first.shape[2:]:
+            raise InputError(
+                info.path,
+                f"frame size {info.shape[2:]} differs from {first.shape[2:]} in {first.name}",
+            )
+        if info.shape[1] != first.shape[1]:
+            raise InputError(
+                info.path,
+                f"has {info.shape[1]} groups but {first.name} has {first.shape[1]}; "
+                "stack exposures with the same number of groups",
+            )
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_rows(layout: ArrayLayout, path: str, y0: int, y1: int) -> np.ndarray:
+    """Read rows ``y0:y1`` of every plane of an image extension.
+
+    Parameters
+    ----------
+    layout : ArrayLayout
+        From :func:`read_info`.
+    path : str
+        The file.
+    y0, y1 : int
+        Row range (0-based, end exclusive) along the second-to-last axis.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shape ``layout.shape[:-2] + (y1 - y0, nx)``, native byte order, decoded
+        with BZERO/BSCALE.
+    """
+    *lead, ny, nx = layout.shape
+    raw_dtype = np.dtype(layout.raw_dtype)
+    nplanes = int(np.prod(lead)) if lead else 1
+    out = np.empty((nplanes, y1 - y0, nx), dtype=raw_dtype)
+    plane_bytes = ny * nx * raw_dtype.itemsize
+    row_bytes = nx * raw_dtype.itemsize
+    with open(path, "rb", buffering=0) as f:
+        for k in range(nplanes):
+            f.seek(layout.offset + k * plane_bytes + y0 * row_bytes)
+            view = memoryview(out[k]).cast("B")
+            got = f.readinto(view)
+            if got != len(view):
+                raise OSError(f"{path}: short read (file truncated while reading?)")
+    out = out.reshape(tuple(lead) + (y1 - y0, nx))
+    dtype = layout.dtype
+    if dtype.kind == "u" and raw_dtype.kind == "i":
+        res = out.view(f">u{raw_dtype.itemsize}").astype(dtype)
+        res ^= dtype.type(1 << (8 * raw_dtype.itemsize - 1))
+        return res
+    if layout.bscale == 1.0 and layout.bzero == 0.0:
+        return out.astype(dtype, copy=False)
+    return (out.astype(dtype) * dtype.type(layout.bscale) + dtype.type(layout.bzero)).astype(dtype)
+
+
+def _lazy_rows(layout: ArrayLayout, path: str, row_chunks: tuple[int, ...], label: str):
+    """Dask array of an image extension, one task per slab of ``row_chunks`` rows."""
+    *lead, ny, nx = layout.shape
+    st = os.stat(path)
+    name = f"read-{label}-" + tokenize(path, st.st_size, st.st_mtime_ns, layout, row_chunks)
+    dsk = {}
+    y0 = 0
+    for j, rows in enumerate(row_chunks):
+        key = (name,) + (0,) * len(lead) + (j, 0)
+        dsk[key] = (read_rows, layout, path, y0, y0 + rows)
+        y0 += rows
+    chunks = tuple((n,) for n in lead) + (row_chunks, (nx,))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    return da.Array(graph, name, chunks=chunks, dtype=layout.dtype)
+
+
+def row_chunks_for(ny: int, bytes_per_row: int, chunk_mb: float | None = None,
+                   chunk_rows: int | None = None) -> tuple[int, ...]:
+    """Split ``ny`` rows into slabs of about ``chunk_mb`` (or exactly ``chunk_rows``)."""
+    if chunk_rows is None:
+        target = (DEFAULT_CHUNK_MB if chunk_mb is None else chunk_mb) * 2**20
+        chunk_rows = int(max(1, min(ny, target // max(bytes_per_row, 1))))
+    chunk_rows = max(1, min(int(chunk_rows), ny))
+    n, rem = divmod(ny, chunk_rows)
+    return (chunk_rows,) * n + ((rem,) if rem else ())
+
+
+def _exposure_arrays(info: ExposureInfo, row_chunks: tuple[int, ...]):
+    ramp = _lazy_rows(info.sci, info.path, row_chunks, "sci")
+    gdq = _lazy_rows(info.groupdq, info.path, row_chunks, "groupdq") if info.groupdq else None
+    pdq = _lazy_rows(info.pixeldq, info.path, row_chunks, "pixeldq") if info.pixeldq else None
+    return ramp, gdq, pdq
+
+
+def _stack_bytes_per_row(infos: Sequence[ExposureInfo]) -> int:
+    nx = infos[0].shape[3]
+    total = 0
+    for info in infos:
+        nint, ngroup = info.shape[:2]
+        per_sample = info.sci.dtype.itemsize + (1 if info.groupdq else 0)
+        total += nint * ngroup * nx * per_sample
+    return total
+
+
+def _dataset(infos, ramp, gdq, pdq, attrs) -> xr.Dataset:
+    files = np.concatenate([[i.name] * i.shape[0] for i in infos])
+    int_in_file = np.concatenate([np.arange(i.shape[0]) for i in infos])
+    coords = {
+        "integration": np.arange(ramp.shape[0]),
+        "group": np.arange(ramp.shape[1]),
+        "file": ("integration", files),
+        "exposure": ("integration", np.concatenate(
+            [[k] * i.shape[0] for k, i in enumerate(infos)]).astype(np.int32)),
+        "int_in_file": ("integration", int_in_file),
+    }
+    dims4 = ("integration", "group", "y", "x")
+    data = {"ramp": xr.DataArray(ramp, dims=dims4, attrs={"units": "DN"})}
+    if gdq is not None:
+        data["groupdq"] = xr.DataArray(gdq, dims=dims4)
+    if pdq is not None:
+        data["pixeldq"] = xr.DataArray(pdq, dims=("y", "x"))
+    return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def open_exposure(
+    path: str | os.PathLike,
+    *,
+    chunk_mb: float | None = None,
+    chunk_rows: int | None = None,
+) -> xr.Dataset:
+    """Open one ramp exposure lazily.
+
+    Parameters
+    ----------
+    path : str or path-like
+        ``uncal`` (uint16 SCI) or calibrated ramp (float32 SCI, GROUPDQ, PIXELDQ).
+    chunk_mb : float, optional
+        Target size of one row slab of SCI (default 64 MB).
+    chunk_rows : int, optional
+        Rows per slab, overriding ``chunk_mb``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``ramp`` (integration, group, y, x) in DN, ``groupdq`` (integration, group,
+        y, x) uint8 and ``pixeldq`` (y, x) uint32 when the file has them;
+        coordinates ``file`` and ``int_in_file`` along ``integration``; the header
+        keywords of :data:`HEADER_KEYS` as attributes, and ``inputs`` (the path).
+        Nothing is read until computed.
+    """
+    info = read_info(path)
+    return open_infos([info], chunk_mb=chunk_mb, chunk_rows=chunk_rows)
+
+
+def open_stack(
+    paths: Sequence[str | os.PathLike] | str | os.PathLike,
+    *,
+    chunk_mb: float | None = None,
+    chunk_rows: int | None = None,
+) -> xr.Dataset:
+    """Open compatible exposures lazily as one stack along ``integration``.
+
+    Every file's headers are checked first (:func:`scan`, :func:`check_stackable`).
+    The slab height is chosen so that one slab of the whole stack is about
+    ``chunk_mb``, and the ``integration`` and ``group`` axes are single chunks, as
+    the stack statistics need: memory per task is bounded by ``chunk_mb`` whatever
+    the number of files.
+
+    Parameters
+    ----------
+    paths : sequence of path-like
+        Exposures of one detector, subarray, readout pattern and group count.
+    chunk_mb, chunk_rows : optional
+        As in :func:`open_exposure`, for a slab of the whole stack.
+
+    Returns
+    -------
+    xarray.Dataset
+        As :func:`open_exposure`, with the integrations of all files in input order;
+        ``pixeldq`` is the bitwise OR of the files' PIXELDQ. Attributes come from the
+        first file, with ``inputs`` listing every path.
+    """
+    infos = scan(paths)
+    check_stackable(infos)
+    return open_infos(infos, chunk_mb=chunk_mb, chunk_rows=chunk_rows)
+
+
+def open_infos(infos: Sequence[ExposureInfo], *, chunk_mb=None, chunk_rows=None) -> xr.Dataset:
+    """Open already scanned (and, for several, stack-checked) exposures."""
+    ny = infos[0].shape[2]
+    rows = row_chunks_for(ny, _stack_bytes_per_row(infos), chunk_mb, chunk_rows)
+    arrays = [_exposure_arrays(info, rows) for info in infos]
+    ramp = da.concatenate([a[0] for a in arrays], axis=0) if len(arrays) > 1 else arrays[0][0]
+    have_gdq = all(a[1] is not None for a in arrays)
+    have_pdq = all(a[2] is not None for a in arrays)
+    if len(arrays) > 1:
+        ramp = ramp.rechunk({0: -1})
+    gdq = None
+    if have_gdq:
+        gdq = da.concatenate([a[1] for a in arrays], axis=0).rechunk({0: -1})
+    pdq = functools.reduce(operator.or_, [a[2] for a in arrays]) if have_pdq else None
+    attrs = dict(infos[0].header)
+    attrs["inputs"] = [i.path for i in infos]
+    return _dataset(infos, ramp, gdq, pdq, attrs)
+
+
+# --------------------------------------------------------------------------- inventory
+
+INVENTORY_COLUMNS = (
+    "INSTRUME", "DETECTOR", "EXP_TYPE", "SUBARRAY", "SUBSTRT1", "SUBSTRT2", "SUBSIZE1",
+    "SUBSIZE2", "READPATT", "NINTS", "NGROUPS", "TGROUP", "FASTAXIS", "SLOWAXIS",
+)
+
+
+def observation_mjd(header: dict, which: str = "start") -> float:
+    """Exposure start or end time as MJD (UTC).
+
+    Uses ``EXPSTART``/``EXPEND`` when present, else ``DATE-OBS`` + ``TIME-OBS``
+    (``DATE-END`` + ``TIME-END``); NaN when neither is there.
+    """
+    mjd_key, date_key, time_key = (
+        ("EXPSTART", "DATE-OBS", "TIME-OBS") if which == "start" else ("EXPEND", "DATE-END", "TIME-END")
+    )
+    if header.get(mjd_key) not in (None, ""):
+        return float(header[mjd_key])
+    date = header.get(date_key)
+    if not date:
+        return float("nan")
+    stamp = f"{date}T{header[time_key]}" if header.get(time_key) and "T" not in str(date) else date
+    return float(Time(str(stamp), format="isot", scale="utc").mjd)
+
+
+def inventory(paths_or_infos) -> Table:
+    """Table of the inputs' header values that matter, one row per file.
+
+    Parameters
+    ----------
+    paths_or_infos : sequence of path-like or ExposureInfo
+        Input files (their headers are read and checked) or scanned infos.
+
+    Returns
+    -------
+    astropy.table.Table
+        Columns ``file``, the keywords of :data:`INVENTORY_COLUMNS`,
+        ``MJD_START`` and ``MJD_END``; rows in input order.
+    """
+    infos = [i if isinstance(i, ExposureInfo) else None for i in paths_or_infos]
+    if any(i is None for i in infos):
+        infos = scan(paths_or_infos)
+    rows = []
+    for info in infos:
+        row = {"file": info.path}
+        for key in INVENTORY_COLUMNS:
+            row[key] = info.header.get(key, "")
+        row["MJD_START"] = observation_mjd(info.header, "start")
+        row["MJD_END"] = observation_mjd(info.header, "end")
+        rows.append(row)
+    table = Table(rows=rows, names=list(rows[0]))
+    for col in ("MJD_START", "MJD_END"):
+        table[col].format = ".6f"
+    return table

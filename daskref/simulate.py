@@ -1,0 +1,454 @@
+"""Synthetic JWST ramp exposures with known truth.
+
+The simulator writes level-1b ``uncal`` files (primary header + uint16 ``SCI``
+``(integration, group, y, x)``) with the real keywords, for near-IR (NIRCam-like,
+2048 x 2048 with a 4-pixel reference border, and subarrays) and MIRI-like
+(1024 x 1032) detectors. The detector's properties (the *truth*) are drawn once
+from ``seed`` and shared by every exposure of a campaign; each exposure has its own
+noise, cosmic rays and observation time.
+
+Signal model of integration ``i``, group ``g`` of pixel ``(y, x)``, in DN::
+
+    ramp = bias + ktc_i + amp_offset[i, g, amp, parity] + row_noise[i, g, y]
+           + accumulated(dark + flux) + cosmic rays + read noise / sqrt(NFRAMES)
+
+* ``bias`` (DN, per pixel) is the mean reset level; ``ktc_i`` a per-integration
+  reset offset (kTC noise); ``amp_offset`` a per-group offset of each amplifier,
+  separate for odd and even columns; ``row_noise`` a slowly varying (1/f-like)
+  offset common to a whole row; all three are seen by the reference pixels too.
+* ``accumulated`` is a Poisson count of electrons from dark current and
+  illumination, divided by the gain, at the group's mean frame time; reference
+  pixels collect nothing.
+* ``readnoise_cds`` (truth, DN) is the CDS noise, the JWST READNOISE convention:
+  the noise of one read is ``readnoise_cds / sqrt(2)``.
+* Cosmic rays add a step at a random group; their positions and amplitudes are
+  recorded in :attr:`Exposure.cosmic_rays`.
+* Values are clipped at ``saturation`` (DN) and at 65535.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from astropy.time import Time, TimeDelta
+
+from .geometry import (
+    MIRI_FULL,
+    NIR_FULL,
+    amplifier_index,
+    reference_pixel_mask,
+)
+from .io.exposure_writer import write_exposure
+
+#: Near-IR readout patterns: (NFRAMES, GROUPGAP).
+NIR_READPATT = {
+    "RAPID": (1, 0), "BRIGHT1": (1, 1), "BRIGHT2": (2, 0), "SHALLOW2": (2, 3),
+    "SHALLOW4": (4, 1), "MEDIUM2": (2, 8), "MEDIUM8": (8, 2), "DEEP2": (2, 18),
+    "DEEP8": (8, 12),
+}
+MIRI_TFRAME_FULL = 2.77504  # s, FAST mode full frame
+
+
+@dataclass
+class DetectorTruth:
+    """Per-pixel properties of a simulated detector (the truth to recover).
+
+    All maps have dims (y, x) of the simulated (sub)array.
+
+    Attributes
+    ----------
+    attrs : dict
+        Header keywords of the detector and readout (INSTRUME, DETECTOR, SUBARRAY,
+        SUBSTRT1/2, SUBSIZE1/2, FASTAXIS, SLOWAXIS, NOUTPUTS, READPATT, NFRAMES,
+        GROUPGAP, TFRAME, TGROUP).
+    bias : ndarray
+        Mean reset level, DN.
+    readnoise_cds : ndarray
+        CDS noise, DN (noise of one read is this / sqrt(2)).
+    dark_current : ndarray
+        DN/s (hot pixels included; zero on reference pixels).
+    hot : ndarray of bool
+        Pixels given a high dark current.
+    gain : float
+        e-/DN.
+    flux : ndarray
+        Illumination, DN/s (zero for darks).
+    reference : ndarray of bool
+        Reference pixels.
+    """
+
+    attrs: dict
+    bias: np.ndarray
+    readnoise_cds: np.ndarray
+    dark_current: np.ndarray
+    hot: np.ndarray
+    gain: float
+    flux: np.ndarray
+    reference: np.ndarray
+    ktc_noise: float = 30.0
+    amp_offset_sigma: float = 0.0
+    odd_even_offset: float = 0.0
+    row_noise: float = 0.0
+    row_noise_scale: float = 30.0
+    saturation: float = 65535.0
+    cosmic_ray_rate: float = 0.0
+    seed: int = 0
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(ny, nx)."""
+        return self.bias.shape
+
+    def expected_group0(self) -> np.ndarray:
+        """Expected value of group 0 (the superbias), DN."""
+        return self.bias + (self.dark_current + self.flux) * group_times(self.attrs, 1)[0]
+
+
+@dataclass
+class Exposure:
+    """One simulated file: its path, header and the cosmic rays injected.
+
+    ``cosmic_rays`` is a structured array with fields ``integration``, ``group``
+    (first group that contains the hit), ``y``, ``x`` and ``amplitude`` (DN).
+    """
+
+    path: Path
+    header: dict
+    cosmic_rays: np.ndarray = field(repr=False)
+
+
+@dataclass
+class Campaign:
+    """Simulated exposures sharing one :class:`DetectorTruth`."""
+
+    truth: DetectorTruth
+    exposures: list[Exposure]
+
+    @property
+    def paths(self) -> list[Path]:
+        """Paths of the files, in observation order."""
+        return [e.path for e in self.exposures]
+
+
+def frame_time(instrument: str, nx: int, ny: int, noutputs: int) -> float:
+    """Frame time in seconds: NIR ``(nx/noutputs + 12) * (ny + 1) * 10 us``."""
+    if instrument.upper() == "MIRI":
+        return MIRI_TFRAME_FULL * (nx * ny) / (MIRI_FULL[0] * MIRI_FULL[1])
+    return (nx / noutputs + 12) * (ny + 1) * 10e-6
+
+
+def group_times(attrs: dict, ngroups: int) -> np.ndarray:
+    """Mean time since reset of the frames in each group, seconds."""
+    nframes, groupgap, tframe = int(attrs["NFRAMES"]), int(attrs["GROUPGAP"]), float(attrs["TFRAME"])
+    g = np.arange(ngroups)
+    return tframe * (g * (nframes + groupgap) + (nframes + 1) / 2.0)
+
+
+def make_truth(
+    *,
+    instrument: str = "NIRCAM",
+    detector: str | None = None,
+    subarray: str = "FULL",
+    substrt: tuple[int, int] = (1, 1),
+    subsize: tuple[int, int] | None = None,
+    readpatt: str | None = None,
+    bias: float = 12000.0,
+    bias_scatter: float = 800.0,
+    readnoise: float = 14.0,
+    readnoise_scatter: float = 0.1,
+    dark_current: float = 0.005,
+    hot_fraction: float = 0.001,
+    hot_rate: float = 2.0,
+    gain: float = 2.0,
+    flux: float = 0.0,
+    ktc_noise: float = 30.0,
+    amp_offset_sigma: float = 0.0,
+    odd_even_offset: float = 0.0,
+    row_noise: float = 0.0,
+    cosmic_ray_rate: float = 0.0,
+    saturation: float = 65535.0,
+    seed: int = 0,
+) -> DetectorTruth:
+    """Draw the properties of a simulated detector.
+
+    Parameters
+    ----------
+    instrument : {'NIRCAM', 'NIRISS', 'NIRSPEC', 'FGS', 'MIRI'}
+        Near-IR instruments use the 2048 x 2048 geometry, MIRI 1024 x 1032.
+    detector : str, optional
+        DETECTOR keyword (default NRCA1 for NIRCam, MIRIMAGE for MIRI).
+    subarray, substrt, subsize : optional
+        Subarray name, 1-based full-frame origin (x, y) and size (x, y); default the
+        full frame.
+    readpatt : str, optional
+        Readout pattern (default RAPID for near-IR, FAST for MIRI).
+    bias, bias_scatter : float
+        Mean and pixel-to-pixel scatter of the reset level, DN.
+    readnoise : float
+        Mean CDS noise, DN; ``readnoise_scatter`` is its fractional pixel scatter.
+    dark_current : float
+        Dark current of normal pixels, DN/s (exponentially distributed).
+    hot_fraction, hot_rate : float
+        Fraction of hot pixels and their mean dark current, DN/s.
+    gain : float
+        e-/DN, for the Poisson noise.
+    flux : float
+        Uniform illumination, DN/s (a flat; 0 for darks), with 2 % pixel scatter.
+    ktc_noise : float
+        Per-integration reset-level scatter, DN.
+    amp_offset_sigma : float
+        Scatter of the per-group amplifier offsets, DN.
+    odd_even_offset : float
+        Scatter of the extra offset of odd vs even columns per amplifier and group, DN.
+    row_noise : float
+        Amplitude of the row-correlated (1/f-like) noise, DN.
+    cosmic_ray_rate : float
+        Cosmic-ray hits per pixel per second.
+    saturation : float
+        Saturation level, DN.
+    seed : int
+        Seed of the truth draw.
+    """
+    instrument = instrument.upper()
+    miri = instrument == "MIRI"
+    full = MIRI_FULL if miri else NIR_FULL
+    if subsize is None:
+        subsize = (full[1], full[0]) if subarray.upper() == "FULL" else None
+    if subsize is None:
+        raise ValueError(f"subarray {subarray!r} needs subsize=(nx, ny)")
+    nx, ny = int(subsize[0]), int(subsize[1])
+    x0, y0 = int(substrt[0]), int(substrt[1])
+    if x0 < 1 or y0 < 1 or x0 - 1 + nx > full[1] or y0 - 1 + ny > full[0]:
+        raise ValueError(f"subarray origin {substrt} size {subsize} does not fit in {full[::-1]}")
+    is_full = (nx, ny) == (full[1], full[0])
+    noutputs = 4 if (is_full or miri) else 1
+    readpatt = (readpatt or ("FAST" if miri else "RAPID")).upper()
+    nframes, groupgap = (1, 0) if miri else NIR_READPATT[readpatt]
+    tframe = frame_time(instrument, nx, ny, noutputs)
+    attrs = {
+        "TELESCOP": "JWST",
+        "INSTRUME": instrument,
+        "DETECTOR": (detector or ("MIRIMAGE" if miri else "NRCA1")).upper(),
+        "SUBARRAY": subarray.upper(),
+        "SUBSTRT1": x0, "SUBSTRT2": y0, "SUBSIZE1": nx, "SUBSIZE2": ny,
+        "FASTAXIS": 1 if miri else -1, "SLOWAXIS": 2,
+        "NOUTPUTS": noutputs, "READPATT": readpatt,
+        "NFRAMES": nframes, "GROUPGAP": groupgap,
+        "TFRAME": round(tframe, 5), "TGROUP": round(tframe * (nframes + groupgap), 5),
+    }
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
+    streams = rng.spawn(5)
+    shape = (ny, nx)
+    ref = reference_pixel_mask(attrs, shape)
+    bias_map = bias + bias_scatter * streams[0].standard_normal(shape)
+    rn = readnoise * np.exp(readnoise_scatter * streams[1].standard_normal(shape))
+    dark = streams[2].exponential(dark_current, shape) if dark_current > 0 else np.zeros(shape)
+    hot = (streams[3].random(shape) < hot_fraction) & ~ref
+    dark[hot] = streams[3].exponential(hot_rate, int(hot.sum())) + hot_rate / 2
+    dark[ref] = 0.0
+    flux_map = np.zeros(shape)
+    if flux > 0:
+        flux_map = flux * (1.0 + 0.02 * streams[4].standard_normal(shape))
+        flux_map[ref] = 0.0
+    return DetectorTruth(
+        attrs=attrs, bias=bias_map, readnoise_cds=rn, dark_current=dark, hot=hot,
+        gain=gain, flux=flux_map, reference=ref, ktc_noise=ktc_noise,
+        amp_offset_sigma=amp_offset_sigma, odd_even_offset=odd_even_offset,
+        row_noise=row_noise, cosmic_ray_rate=cosmic_ray_rate,
+        saturation=saturation, seed=seed,
+    )
+
+
+def _row_noise(rng: np.random.Generator, ny: int, amplitude: float, scale: float) -> np.ndarray:
+    """Smooth random series over rows with standard deviation ``amplitude``."""
+    if amplitude <= 0:
+        return np.zeros(ny)
+    half = int(3 * scale)
+    kernel = np.exp(-0.5 * (np.arange(-half, half + 1) / scale) ** 2)
+    white = rng.standard_normal(ny + 2 * half)
+    series = np.convolve(white, kernel / np.sqrt((kernel**2).sum()), mode="valid")
+    return amplitude * series
+
+
+def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Generator,
+            crs: list) -> Iterator[np.ndarray]:
+    """Yield the uint16 ``(y, x)`` planes of one exposure in file order."""
+    ny, nx = truth.shape
+    attrs = truth.attrs
+    t = group_times(attrs, ngroups)
+    dt = np.diff(np.concatenate([[0.0], t]))
+    nframes = int(attrs["NFRAMES"])
+    read_sigma = (truth.readnoise_cds / np.sqrt(2.0) / np.sqrt(nframes)).astype(np.float32)
+    amps = amplifier_index(attrs, (ny, nx))
+    parity = np.arange(int(attrs["SUBSTRT1"]) - 1, int(attrs["SUBSTRT1"]) - 1 + nx) % 2
+    col_group = amps * 2 + parity  # 8 (amplifier, parity) classes
+    e_rate = (truth.dark_current + truth.flux) * truth.gain  # e-/s
+    bias = truth.bias.astype(np.float32)
+    cr_prob = 1.0 - np.exp(-truth.cosmic_ray_rate * t[-1]) if truth.cosmic_ray_rate > 0 else 0.0
+    sat = np.float32(min(truth.saturation, 65535.0))
+    for i in range(nints):
+        reset = bias + np.float32(truth.ktc_noise) * rng.standard_normal((ny, nx), np.float32)
+        electrons = np.zeros((ny, nx), np.float64)
+        cr_signal = np.zeros((ny, nx), np.float32)
+        # Cosmic rays of this integration: at most one per pixel, uniform in time.
+        hit = np.zeros((ny, nx), bool) if cr_prob == 0 else (rng.random((ny, nx)) < cr_prob) & ~truth.reference
+        hy, hx = np.nonzero(hit)
+        hit_group = rng.integers(1, ngroups, hy.size) if ngroups > 1 else np.zeros(hy.size, int)
+        hit_amp = np.exp(rng.uniform(np.log(50.0), np.log(3000.0), hy.size)).astype(np.float32)
+        for y, x, g, a in zip(hy, hx, hit_group, hit_amp, strict=True):
+            crs.append((i, g, y, x, a))
+        for g in range(ngroups):
+            electrons += rng.poisson(e_rate * dt[g]) if e_rate.any() else 0.0
+            now = hit_group == g
+            if now.any():
+                cr_signal[hy[now], hx[now]] += hit_amp[now]
+            offsets = np.zeros(8, np.float32)
+            if truth.amp_offset_sigma > 0:
+                offsets += np.repeat(truth.amp_offset_sigma * rng.standard_normal(4), 2)
+            if truth.odd_even_offset > 0:
+                offsets += truth.odd_even_offset * rng.standard_normal(8)
+            rows = _row_noise(rng, ny, truth.row_noise, truth.row_noise_scale).astype(np.float32)
+            plane = (reset + (electrons / truth.gain).astype(np.float32) + cr_signal
+                     + offsets[col_group][None, :] + rows[:, None]
+                     + read_sigma * rng.standard_normal((ny, nx), np.float32))
+            np.clip(np.rint(plane), 0, sat, out=plane)
+            yield plane.astype(np.uint16)
+
+
+def simulate_exposure(
+    path: str | os.PathLike,
+    truth: DetectorTruth,
+    *,
+    nints: int = 2,
+    ngroups: int = 10,
+    seed: int = 0,
+    start: str | Time = "2026-01-01T00:00:00",
+    exp_type: str | None = None,
+) -> Exposure:
+    """Write one simulated ``uncal`` exposure of the detector ``truth``.
+
+    Parameters
+    ----------
+    path : path-like
+        Output FITS file.
+    truth : DetectorTruth
+        From :func:`make_truth`.
+    nints, ngroups : int
+        Integrations and groups.
+    seed : int
+        Seed of this exposure's noise and cosmic rays.
+    start : str or astropy.time.Time
+        Exposure start (UTC).
+    exp_type : str, optional
+        EXP_TYPE (default ``<NRC|MIR|NIS|NRS|FGS>_DARK``, or ``_FLAT`` with flux).
+    """
+    attrs = truth.attrs
+    ny, nx = truth.shape
+    start = Time(start, scale="utc")
+    duration = float(group_times(attrs, ngroups)[-1]) * nints
+    end = start + TimeDelta(duration, format="sec")
+    prefix = {"NIRCAM": "NRC", "MIRI": "MIR", "NIRISS": "NIS", "NIRSPEC": "NRS", "FGS": "FGS"}
+    kind = "FLAT" if truth.flux.any() else "DARK"
+    if exp_type is None:
+        exp_type = f"{prefix.get(attrs['INSTRUME'], 'NRC')}_{kind}"
+        if attrs["INSTRUME"] == "MIRI" and kind == "DARK":
+            exp_type = "MIR_DARKIMG"
+    s_iso, e_iso = start.isot.split("T"), end.isot.split("T")
+    header = dict(attrs)
+    header.update({
+        "ORIGIN": "daskref", "FILETYPE": "UNCALIBRATED", "DATAMODL": "Level1bModel",
+        "EXP_TYPE": exp_type, "NINTS": nints, "NGROUPS": ngroups,
+        "EFFINTTM": float(group_times(attrs, ngroups)[-1] - group_times(attrs, 1)[0]),
+        "DATE-OBS": s_iso[0], "TIME-OBS": s_iso[1], "DATE-END": e_iso[0], "TIME-END": e_iso[1],
+        "EXPSTART": start.mjd, "EXPEND": end.mjd,
+        "FILENAME": Path(path).name, "SIMULATD": (True, "daskref.simulate"),
+    })
+    rng = np.random.default_rng(np.random.SeedSequence([truth.seed, 2, seed]))
+    crs: list = []
+    planes = _planes(truth, nints, ngroups, rng, crs)
+    write_exposure(path, header, [("SCI", (nints, ngroups, ny, nx), np.uint16, planes)],
+                   ext_headers={"SCI": {"BUNIT": "DN"}})
+    cr_dtype = [("integration", "i4"), ("group", "i4"), ("y", "i4"), ("x", "i4"),
+                ("amplitude", "f4")]
+    return Exposure(path=Path(path), header=header,
+                    cosmic_rays=np.array(crs, dtype=cr_dtype))
+
+
+def simulate_campaign(
+    outdir: str | os.PathLike,
+    n_files: int = 5,
+    *,
+    nints: int = 2,
+    ngroups: int = 10,
+    seed: int = 0,
+    prefix: str = "dark",
+    start: str = "2026-01-01T00:00:00",
+    cadence: float = 3600.0,
+    ngroups_each: Sequence[int] | None = None,
+    **truth_kwargs,
+) -> Campaign:
+    """Simulate ``n_files`` exposures of one detector, one every ``cadence`` seconds.
+
+    Parameters
+    ----------
+    outdir : path-like
+        Directory for ``<prefix>_NNN_uncal.fits``.
+    n_files, nints, ngroups : int
+        Number of exposures, integrations and groups.
+    seed : int
+        Seed of the detector truth and of every exposure.
+    start, cadence : str, float
+        Time of the first exposure (UTC) and spacing in seconds.
+    ngroups_each : sequence of int, optional
+        Per-file group counts, overriding ``ngroups``.
+    **truth_kwargs
+        Passed to :func:`make_truth`.
+
+    Returns
+    -------
+    Campaign
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    truth = make_truth(seed=seed, **truth_kwargs)
+    t0 = Time(start, scale="utc")
+    exposures = []
+    for k in range(n_files):
+        g = ngroups if ngroups_each is None else ngroups_each[k]
+        path = outdir / f"{prefix}_{k:03d}_uncal.fits"
+        exposures.append(simulate_exposure(
+            path, truth, nints=nints, ngroups=g, seed=k,
+            start=t0 + TimeDelta(k * cadence, format="sec"),
+        ))
+    return Campaign(truth=truth, exposures=exposures)
+
+
+def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:
+    """Write the truth maps (BIAS, READNOISE_CDS, DARK_CURRENT, HOT, FLUX) to FITS."""
+    from astropy.io import fits
+
+    from .io.exposure_writer import atomic_path
+
+    primary = fits.PrimaryHDU()
+    for key, value in truth.attrs.items():
+        primary.header[key] = value
+    primary.header["GAIN"] = (truth.gain, "e-/DN")
+    primary.header["KTCNOISE"] = (truth.ktc_noise, "DN")
+    hdus = [primary]
+    for name, data, unit in (
+        ("BIAS", truth.bias, "DN"), ("GROUP0", truth.expected_group0(), "DN"),
+        ("READNOISE_CDS", truth.readnoise_cds, "DN"), ("DARK_CURRENT", truth.dark_current, "DN/s"),
+        ("HOT", truth.hot.astype(np.uint8), None), ("FLUX", truth.flux, "DN/s"),
+    ):
+        hdu = fits.ImageHDU(np.asarray(data, dtype=np.uint8 if unit is None else np.float32),
+                            name=name)
+        if unit:
+            hdu.header["BUNIT"] = unit
+        hdus.append(hdu)
+    with atomic_path(path) as tmp:
+        fits.HDUList(hdus).writeto(tmp)
+    return Path(path)
