@@ -129,11 +129,9 @@ def write(
     products, paths = list(products), [Path(p) for p in paths]
     if len(products) != len(paths):
         raise ValueError(f"{len(products)} products but {len(paths)} output paths")
-    if history is None:
-        history = []
+    history = [history] if isinstance(history, str) else list(history or [])
     meta = CrdsMeta(author=author, description=description, pedigree=pedigree,
-                    useafter=useafter, history=[history] if isinstance(history, str) else list(history),
-                    readpatt=readpatt, subarray=subarray)
+                    useafter=useafter, history=history, readpatt=readpatt, subarray=subarray)
     modules = []
     for ds in products:
         reftype = ds.attrs.get("reftype")

@@ -19,7 +19,7 @@ def require_single_chunk(obj: xr.DataArray | xr.Dataset, dims: Iterable[str], na
         Naming the offending dimension and the ``.chunk(...)`` call that fixes it.
     """
     chunks = obj.chunksizes if isinstance(obj, xr.Dataset) else (
-        dict(zip(obj.dims, obj.chunks)) if obj.chunks is not None else {}
+        dict(zip(obj.dims, obj.chunks, strict=True)) if obj.chunks is not None else {}
     )
     bad = [d for d in dims if d in chunks and len(chunks[d]) > 1]
     if bad:

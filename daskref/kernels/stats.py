@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import gammaln
-from scipy.stats import norm
 
 from ._clip_tables import PRECOMPUTED
 
@@ -140,63 +138,6 @@ def sigma_clip_stats(
     with np.errstate(invalid="ignore", divide="ignore"):
         var = np.where(n > ddof, m2 / (n - ddof), np.nan)
     return ClippedStats(mean=mean + ref, var=var, n=n, bound=bound)
-
-
-def truncation_factor(k: np.ndarray | float) -> np.ndarray:
-    """Variance of a unit normal truncated to ``|x| <= k``.
-
-    ``f(k) = 1 - 2 k phi(k) / (2 Phi(k) - 1)``; ``f(3) = 0.9733``, so a standard
-    deviation measured after clipping at 3 sigma is about 1.3 % low.
-    """
-    k = np.asarray(k, dtype=np.float64)
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        f = 1.0 - 2.0 * k * norm.pdf(k) / (2.0 * norm.cdf(k) - 1.0)
-    return np.where(np.isinf(k), 1.0, f)
-
-
-def unclipped_variance(var: np.ndarray, bound: np.ndarray, iterations: int = 8) -> np.ndarray:
-    """Variance of the parent normal distribution given a clipped variance.
-
-    Samples of a normal distribution N(mu, s2) kept within ``|x - mu| <= bound``
-    have variance ``s2 * f(bound / s)`` (:func:`truncation_factor`). Solved for
-    ``s2`` by fixed-point iteration, which converges in a few steps for
-    ``bound / s > 1.5``.
-
-    Parameters
-    ----------
-    var : ndarray
-        Variance of the surviving samples.
-    bound : ndarray
-        Half-width of the clipping window in data units (``inf`` = no clipping).
-    """
-    var = np.asarray(var, dtype=np.float64)
-    s2 = var.copy()
-    for _ in range(iterations):
-        with np.errstate(invalid="ignore", divide="ignore"):
-            k = bound / np.sqrt(s2)
-        s2 = var / truncation_factor(k)
-    return s2
-
-
-def c4(dof: np.ndarray | float) -> np.ndarray:
-    """Bias factor of a normal standard deviation: ``E[s] = c4 * sigma``.
-
-    Parameters
-    ----------
-    dof : ndarray or float
-        Degrees of freedom of the variance estimate (``n - 1`` for ``n``
-        independent samples). Values below 1 give NaN.
-    """
-    dof = np.asarray(dof, dtype=np.float64)
-    with np.errstate(invalid="ignore"):
-        out = np.exp(0.5 * np.log(2.0 / np.where(dof > 0, dof, np.nan))
-                     + gammaln((dof + 1.0) / 2.0) - gammaln(dof / 2.0))
-    return out
-
-
-def gaussian_clip_bias(sigma: float) -> float:
-    """Ratio of the 1-pass clipped to the true standard deviation, for reporting."""
-    return math.sqrt(float(truncation_factor(sigma)))
 
 
 _GRID = np.unique(

@@ -1,0 +1,418 @@
+"""Reference-pixel correction (the ``refpix`` step of calwebb_detector1), lazy.
+
+The reference pixels do not see light but do see the bias drifts of the readout
+electronics. The JWST pipeline uses them in two ways (see the pipeline's refpix
+description):
+
+Near-IR detectors (4-pixel reference border, 4 amplifiers of 512 columns)
+    For every integration and group, and for every amplifier, the 3-sigma clipped mean
+    of the top reference rows and that of the bottom reference rows are computed
+    (odd and even columns separately with ``odd_even_columns``), averaged, and
+    subtracted from every pixel the amplifier (and parity) reads. Then, with
+    ``use_side_ref_pixels``, the left and right reference columns give a signal per
+    row: a running median over a box ``side_smoothing_length`` rows tall and 4 columns
+    wide, left and right averaged, times ``side_gain``, is subtracted from every
+    pixel of the row. A subarray read through one output (``NOUTPUTS = 1``) instead
+    subtracts one clipped mean of all its reference pixels (per column parity).
+MIRI (1024 x 1032, 4 reference columns each side, amplifiers interleaved ``x % 4``)
+    Group 0 is subtracted from every group of the integration; for every later group
+    the clipped means of the left and of the right reference column of each amplifier
+    (odd and even rows separately with ``odd_even_rows``) are averaged and subtracted
+    from the pixels of that amplifier; group 0 is added back. MIRI subarrays are not
+    corrected.
+
+Laziness and chunking: the statistics need only the reference rows and columns, a
+few rows/columns of the ramp. They are gathered lazily into small arrays (one chunk
+along the pixel axes, the ramp's chunks along integration and group), reduced by the
+kernels of :mod:`daskref.kernels.refpix` to per-(integration, group, class) offsets
+and per-(integration, group, row) side signals, and these small arrays are rechunked
+to the ramp's chunks and subtracted by broadcasting. Every task holds one ramp chunk
+plus these small arrays, any chunking of ``integration``, ``group``, ``y`` and ``x`` is
+accepted, and the result does not depend on it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from daskref import dq
+from daskref.algorithms.steps._common import STEP_KEYWORDS, mark_done
+from daskref.geometry import (
+    MIRI_FULL,
+    MIRI_REF_COLUMNS,
+    NIR_BORDER,
+    NIR_FULL,
+    amplifier_index,
+    is_miri,
+    reference_pixel_mask,
+)
+from daskref.kernels.refpix import (
+    clipped_mean_by_label,
+    mean_ignoring_nan,
+    running_median_rows,
+)
+
+__all__ = ["RefpixSkippedWarning", "refpix"]
+
+DIMS = ("integration", "group", "y", "x")
+
+#: Near-IR detectors whose detector frame is the transpose of the DMS frame (their
+#: amplifiers run along DMS ``y``). Flips do not matter to the algorithm: they map
+#: amplifiers to amplifiers, parities to parities, top to bottom and left to right,
+#: all of which are treated symmetrically.
+TRANSPOSED_DETECTORS = frozenset({"NRS1", "NRS2", "NIS"})
+
+#: Clipping threshold of the reference-pixel means (``scipy.stats.sigmaclip(a, 3, 3)``
+#: in the pipeline).
+CLIP_SIGMA = 3.0
+
+
+class RefpixSkippedWarning(UserWarning):
+    """The data have no usable reference pixels; ``refpix`` returned them unchanged."""
+
+
+def refpix(
+    ds: xr.Dataset,
+    *,
+    odd_even_columns: bool = True,
+    use_side_ref_pixels: bool = True,
+    side_smoothing_length: int = 11,
+    side_gain: float = 1.0,
+    odd_even_rows: bool = True,
+) -> xr.Dataset:
+    """Subtract the bias drifts measured by the reference pixels.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        ``ramp`` (integration, group, y, x), DN, float (superbias-subtracted for the
+        near-IR detectors); ``pixeldq`` (y, x), uint32, optional; other variables pass
+        through. ``ds.attrs`` holds the header keywords ``INSTRUME``, ``DETECTOR``,
+        ``SUBSTRT1``/``SUBSTRT2``/``SUBSIZE1``/``SUBSIZE2`` (full frame when absent) and
+        ``NOUTPUTS`` (4 when absent).
+    odd_even_columns : bool
+        Near-IR: separate top/bottom means for even and odd (full-frame) columns.
+    use_side_ref_pixels : bool
+        Near-IR with 4 outputs: subtract the smoothed side reference signal per row.
+    side_smoothing_length : int
+        Height in rows of the running-median box of the side signal (odd; an even value
+        is raised by one).
+    side_gain : float
+        Factor applied to the side signal before it is subtracted.
+    odd_even_rows : bool
+        MIRI: separate means for even and odd rows.
+
+    Returns
+    -------
+    xarray.Dataset
+        A lazy (dask-backed) copy of ``ds`` whose ``ramp`` (float32, DN) is corrected,
+        other variables unchanged, with ``S_REFPIX = "COMPLETE"`` in its attrs, or
+        ``"SKIPPED"`` (and a :class:`RefpixSkippedWarning`) when the data hold no
+        reference pixels or are a MIRI subarray; then ``ramp`` is returned unchanged.
+
+    Notes
+    -----
+    With ``R_c`` the clipped mean of the reference pixels of class ``c`` (amplifier, and
+    parity when selected) in the bottom (``b``) and top (``t``) reference rows of a
+    group, the near-IR correction of a pixel at row ``y`` of class ``c`` is::
+
+        out = data - (R_c,b + R_c,t) / 2 - side_gain * (M_left(y) + M_right(y)) / 2
+
+    where ``M(y)`` is the median of the good side reference pixels, themselves first
+    corrected by their own class offset, in rows ``y - h .. y + h``
+    (``h = side_smoothing_length // 2``, reflected at the detector edges). Only one of
+    ``b``/``t`` (or ``left``/``right``) is used when the other is absent (subarrays)
+    or entirely flagged; a class without any good reference pixel is not corrected.
+
+    For MIRI, with ``D = data[g] - data[0]`` the group difference, the correction of a
+    pixel of amplifier ``a`` at a row of parity ``p`` is the average of the clipped
+    means of ``D`` over the left and right reference columns of ``a`` in rows of parity
+    ``p``; group 0 is left unchanged.
+
+    Reference pixels flagged DO_NOT_USE in ``pixeldq`` are left out of every
+    statistic. ``groupdq`` is not used, like in the pipeline (reference pixels collect
+    no charge, so they do not saturate).
+
+    References
+    ----------
+    JWST pipeline documentation, ``refpix`` step: description and arguments
+    (https://jwst-pipeline.readthedocs.io/en/latest/jwst/refpix/index.html).
+    """
+    if "ramp" not in ds:
+        raise KeyError("refpix needs a 'ramp' variable (integration, group, y, x)")
+    ramp = ds["ramp"]
+    if set(ramp.dims) != set(DIMS):
+        raise ValueError(f"ramp must have dims {DIMS}, got {ramp.dims}")
+    if side_smoothing_length < 1:
+        raise ValueError("side_smoothing_length must be >= 1")
+    attrs = ds.attrs
+    data = _as_dask(ramp.transpose(*DIMS))
+    if not np.issubdtype(data.dtype, np.floating):
+        data = data.astype(np.float32)
+    ny, nx = data.shape[2:]
+    if "pixeldq" in ds:
+        pixeldq = _as_dask(ds["pixeldq"].transpose("y", "x"))
+    else:
+        pixeldq = da.zeros((ny, nx), dtype=dq.PIXEL_DTYPE, chunks=(ny, nx))
+
+    if is_miri(attrs):
+        if (ny, nx) != MIRI_FULL:
+            return _skipped(ds, "MIRI subarray: the refpix correction is not applied to "
+                            "MIRI subarrays; ramp returned unchanged")
+        corrected = _correct_miri(data, pixeldq, odd_even_rows=odd_even_rows)
+    else:
+        transposed = str(attrs.get("DETECTOR", "")).upper() in TRANSPOSED_DETECTORS
+        geo = _detector_frame_attrs(attrs, transposed)
+        if transposed:
+            data = data.transpose(0, 1, 3, 2)
+            pixeldq = pixeldq.T
+        shape = data.shape[2:]
+        if not reference_pixel_mask(geo, shape).any():
+            return _skipped(ds, "the data contain no reference pixels (subarray "
+                            f"{attrs.get('SUBARRAY', '?')}); ramp returned unchanged")
+        single_output = shape != NIR_FULL and int(attrs.get("NOUTPUTS", 4) or 4) == 1
+        if single_output:
+            corrected = _correct_nir_single_output(
+                data, pixeldq, geo, odd_even_columns=odd_even_columns
+            )
+        else:
+            corrected = _correct_nir(
+                data,
+                pixeldq,
+                geo,
+                odd_even_columns=odd_even_columns,
+                use_side_ref_pixels=use_side_ref_pixels,
+                side_smoothing_length=side_smoothing_length,
+                side_gain=side_gain,
+            )
+        if transposed:
+            corrected = corrected.transpose(0, 1, 3, 2)
+
+    out_ramp = xr.DataArray(
+        corrected, dims=DIMS, coords=ramp.coords, attrs=ramp.attrs, name=ramp.name
+    ).transpose(*ramp.dims)
+    out = ds.copy()
+    out["ramp"] = out_ramp
+    return mark_done(out, "refpix")
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _as_dask(da_: xr.DataArray) -> da.Array:
+    """Return the dask array behind ``da_`` (one chunk if it is numpy-backed)."""
+    data = da_.data
+    if isinstance(data, da.Array):
+        return data
+    return da.from_array(np.asarray(data), chunks=-1)
+
+
+def _skipped(ds: xr.Dataset, message: str) -> xr.Dataset:
+    warnings.warn(message, RefpixSkippedWarning, stacklevel=3)
+    out = ds.copy()
+    out.attrs = dict(ds.attrs)
+    out.attrs[STEP_KEYWORDS["refpix"]] = "SKIPPED"
+    return out
+
+
+def _detector_frame_attrs(attrs: Mapping, transposed: bool) -> dict:
+    """Header attrs describing the data in the detector frame (x = fast readout axis)."""
+    geo = dict(attrs)
+    if transposed:
+        for a, b in (("SUBSTRT1", "SUBSTRT2"), ("SUBSIZE1", "SUBSIZE2")):
+            va, vb = attrs.get(a), attrs.get(b)
+            geo.pop(a, None)
+            geo.pop(b, None)
+            if vb is not None:
+                geo[a] = vb
+            if va is not None:
+                geo[b] = va
+    return geo
+
+
+def _origin(attrs: Mapping) -> tuple[int, int]:
+    """0-based full-frame (row, column) of the first data pixel."""
+    return int(attrs.get("SUBSTRT2", 1)) - 1, int(attrs.get("SUBSTRT1", 1)) - 1
+
+
+def _good(pixeldq: da.Array) -> da.Array:
+    """Flag pixels that may enter the reference statistics (not DO_NOT_USE)."""
+    return (pixeldq & dq.DO_NOT_USE) == 0
+
+
+def _class_offsets(values: da.Array, good: da.Array, labels: np.ndarray, nsets: int,
+                   nclasses: int) -> da.Array:
+    """Clipped-mean offsets per (integration, group, class) from reference samples.
+
+    ``values`` (integration, group, sample) and ``good`` (sample,) are gathered
+    reference pixels; ``labels[k] = set * nclasses + class`` where ``set`` numbers the
+    independent estimates to be averaged (top/bottom, left/right). Classes without
+    any good sample get 0 (no correction).
+    """
+    values = values.rechunk({2: -1})
+    good = good.rechunk(-1)
+    return da.blockwise(
+        _offsets_block, "igc",
+        values, "igk",
+        good, "k",
+        new_axes={"c": nclasses},
+        concatenate=True,
+        dtype=np.float64,
+        meta=np.empty((0, 0, 0), dtype=np.float64),
+        labels=labels,
+        nsets=nsets,
+        nclasses=nclasses,
+    )
+
+
+def _offsets_block(values, good, *, labels, nsets, nclasses):
+    means = clipped_mean_by_label(values, labels, nsets * nclasses, good, sigma=CLIP_SIGMA)
+    combined = means[..., :nclasses]
+    for s in range(1, nsets):
+        combined = mean_ignoring_nan(combined, means[..., s * nclasses:(s + 1) * nclasses])
+    return np.where(np.isfinite(combined), combined, 0.0)
+
+
+def _per_column(offsets: da.Array, classes: np.ndarray, x_chunks) -> da.Array:
+    """Offsets (integration, group, class) -> (integration, group, 1, x), float32."""
+    col = offsets[:, :, classes].astype(np.float32)
+    return col.rechunk({2: x_chunks})[:, :, None, :]
+
+
+# ------------------------------------------------------------------------- near-IR
+
+
+def _nir_classes(geo: Mapping, shape: tuple[int, int], odd_even_columns: bool):
+    _, x0 = _origin(geo)
+    amps = amplifier_index(geo, shape).astype(np.int64)
+    if not odd_even_columns:
+        return amps, 4
+    parity = (x0 + np.arange(shape[1])) % 2
+    return amps * 2 + parity, 8
+
+
+def _correct_nir(data, pixeldq, geo, *, odd_even_columns, use_side_ref_pixels,
+                 side_smoothing_length, side_gain):
+    ni, ng, ny, nx = data.shape
+    y0, x0 = _origin(geo)
+    full_rows, full_cols = NIR_FULL
+    b = NIR_BORDER
+    rows_ff = y0 + np.arange(ny)
+    cols_ff = x0 + np.arange(nx)
+    classes, ncls = _nir_classes(geo, (ny, nx), odd_even_columns)
+    good = _good(pixeldq)
+
+    # top / bottom reference rows -> offsets per (integration, group, class)
+    edge_rows = np.flatnonzero((rows_ff < b) | (rows_ff >= full_rows - b))
+    if edge_rows.size:
+        is_top = (rows_ff[edge_rows] >= full_rows - b).astype(np.int64)
+        labels = (is_top[:, None] * ncls + classes[None, :]).ravel()
+        values = data[:, :, edge_rows, :].rechunk({2: -1, 3: -1})
+        values = values.reshape(ni, ng, edge_rows.size * nx)
+        gsel = good[edge_rows, :].rechunk(-1).reshape(-1)
+        offsets = _class_offsets(values, gsel, labels, nsets=2, nclasses=ncls)
+    else:
+        offsets = da.zeros((ni, ng, ncls), chunks=(data.chunks[0], data.chunks[1], ncls))
+
+    correction = _per_column(offsets, classes, data.chunks[3])
+
+    side_cols = np.flatnonzero((cols_ff < b) | (cols_ff >= full_cols - b))
+    if use_side_ref_pixels and side_cols.size:
+        side = da.blockwise(
+            _side_block, "igy",
+            data[:, :, :, side_cols].rechunk({2: -1, 3: -1}), "igys",
+            offsets.rechunk({2: -1}), "igc",
+            good[:, side_cols].rechunk(-1), "ys",
+            concatenate=True,
+            dtype=np.float64,
+            meta=np.empty((0, 0, 0), dtype=np.float64),
+            side_classes=classes[side_cols],
+            is_left=cols_ff[side_cols] < b,
+            length=side_smoothing_length,
+            row_start=y0,
+            full_rows=full_rows,
+        )
+        side = (side_gain * side).astype(np.float32).rechunk({2: data.chunks[2]})
+        correction = correction + side[:, :, :, None]
+    return data - correction.astype(data.dtype)
+
+
+def _side_block(values, offsets, good, *, side_classes, is_left, length, row_start,
+                full_rows):
+    """Side reference signal per (integration, group, row), offsets already removed."""
+    corrected = values.astype(np.float64) - offsets[:, :, None, :][..., side_classes]
+    shape = values.shape[:3]
+    estimates = []
+    for mask in (is_left, ~is_left):
+        if mask.any():
+            estimates.append(running_median_rows(
+                corrected[..., mask], good[:, mask], length,
+                row_start=row_start, full_rows=full_rows,
+            ))
+        else:
+            estimates.append(np.full(shape, np.nan))
+    signal = mean_ignoring_nan(*estimates)
+    return np.where(np.isfinite(signal), signal, 0.0)
+
+
+def _correct_nir_single_output(data, pixeldq, geo, *, odd_even_columns):
+    """Near-IR subarray read through one output: one clipped mean (per parity)."""
+    ni, ng, ny, nx = data.shape
+    classes, _ = _nir_classes(geo, (ny, nx), odd_even_columns)
+    classes = classes - classes.min()  # one amplifier: 0/1 (parity) or 0
+    ncls = 2 if odd_even_columns else 1
+    refmask = reference_pixel_mask(geo, (ny, nx))
+    good = _good(pixeldq)
+    ref_rows = np.flatnonzero(refmask.all(axis=1))
+    other_rows = np.setdiff1d(np.arange(ny), ref_rows)
+    ref_cols = np.flatnonzero(refmask[other_rows].any(axis=0))
+    parts, labels, goods = [], [], []
+    if ref_rows.size:
+        parts.append(data[:, :, ref_rows, :].rechunk({2: -1, 3: -1})
+                     .reshape(ni, ng, ref_rows.size * nx))
+        labels.append(np.broadcast_to(classes, (ref_rows.size, nx)).ravel())
+        goods.append(good[ref_rows, :].rechunk(-1).reshape(-1))
+    if ref_cols.size:
+        sub = data[:, :, other_rows, :][:, :, :, ref_cols].rechunk({2: -1, 3: -1})
+        parts.append(sub.reshape(ni, ng, other_rows.size * ref_cols.size))
+        labels.append(np.broadcast_to(classes[ref_cols], (other_rows.size, ref_cols.size)).ravel())
+        goods.append(good[other_rows, :][:, ref_cols].rechunk(-1).reshape(-1))
+    values = da.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
+    good_all = da.concatenate(goods) if len(goods) > 1 else goods[0]
+    offsets = _class_offsets(values, good_all, np.concatenate(labels), nsets=1, nclasses=ncls)
+    return data - _per_column(offsets, classes, data.chunks[3]).astype(data.dtype)
+
+
+# ---------------------------------------------------------------------------- MIRI
+
+
+def _correct_miri(data, pixeldq, *, odd_even_rows):
+    ni, ng, ny, nx = data.shape
+    ncols = MIRI_REF_COLUMNS
+    ref_cols = np.r_[np.arange(ncols), np.arange(nx - ncols, nx)]
+    amps = np.arange(nx) % 4
+    row_parity = np.arange(ny) % 2 if odd_even_rows else np.zeros(ny, dtype=np.int64)
+    nrowcls = 2 if odd_even_rows else 1
+    ncls = 4 * nrowcls
+
+    ref = data[:, :, :, ref_cols]
+    diff = (ref - ref[:, :1]).rechunk({2: -1, 3: -1})  # group 0 subtracted
+    is_right = (ref_cols >= ncols).astype(np.int64)
+    labels = (is_right[None, :] * ncls + amps[ref_cols][None, :] * nrowcls
+              + row_parity[:, None]).ravel()
+    values = diff.reshape(ni, ng, ny * ref_cols.size)
+    gsel = _good(pixeldq)[:, ref_cols].rechunk(-1).reshape(-1)
+    offsets = _class_offsets(values, gsel, labels, nsets=2, nclasses=ncls)
+
+    correction = _per_column(offsets, amps * nrowcls, data.chunks[3])  # even rows
+    if odd_even_rows:
+        odd = _per_column(offsets, amps * nrowcls + 1, data.chunks[3])
+        is_odd = da.from_array((np.arange(ny) % 2 == 1)[None, None, :, None],
+                               chunks=(1, 1, data.chunks[2], 1))
+        correction = da.where(is_odd, odd, correction)
+    return data - correction.astype(data.dtype)
