@@ -1,10 +1,13 @@
-"""Helpers for tests: a guard that fails when something computes a dask graph."""
+"""Helpers for tests: a guard against computing, and a small ramp-file writer."""
 
 from __future__ import annotations
 
 from contextlib import contextmanager
 
 import dask
+import numpy as np
+
+from .io.exposure_writer import write_exposure
 
 
 class ComputeError(AssertionError):
@@ -26,3 +29,21 @@ def assert_lazy():
     """
     with dask.config.set(scheduler=_refuse):
         yield
+
+
+def write_ramp_file(path, sci, groupdq=None, pixeldq=None, header=None):
+    """Write a calibrated-ramp-style file (float32 SCI, uint8 GROUPDQ, uint32 PIXELDQ).
+
+    ``header`` entries override the default NIRCam-like primary keywords.
+    """
+    exts = [("SCI", sci.shape, np.float32, sci)]
+    if groupdq is not None:
+        exts.append(("GROUPDQ", groupdq.shape, np.uint8, groupdq))
+    if pixeldq is not None:
+        exts.append(("PIXELDQ", pixeldq.shape, np.uint32, pixeldq))
+    hdr = {"TELESCOP": "JWST", "INSTRUME": "NIRCAM", "DETECTOR": "NRCB1", "SUBARRAY": "SUBX",
+           "SUBSTRT1": 101, "SUBSTRT2": 201, "READPATT": "RAPID", "NFRAMES": 1, "GROUPGAP": 0,
+           "TFRAME": 1.0, "TGROUP": 1.0, "FASTAXIS": 1, "SLOWAXIS": -2, "EXP_TYPE": "NRC_DARK",
+           "DATE-OBS": "2026-02-03", "TIME-OBS": "04:05:06.000", "S_SATURA": "COMPLETE"}
+    hdr.update(header or {})
+    return write_exposure(path, hdr, exts)

@@ -160,6 +160,9 @@ def single_value_region(attrs, nx: int) -> slice:
 
 def _single_value(rn: xr.DataArray, attrs, sigma, maxiters) -> xr.DataArray:
     region = rn.isel(x=single_value_region(attrs, rn.sizes["x"])).data
+    if not isinstance(region, da.Array):  # eager input, eager result
+        value = global_clipped_stats(region, None, sigma=float(sigma), maxiters=int(maxiters))[0]
+        return rn.copy(data=np.full(rn.shape, value, dtype=np.float32))
     flat = region.reshape(-1).rechunk(-1)
     stats = da.map_blocks(
         global_clipped_stats, flat, None, sigma=float(sigma), maxiters=int(maxiters),

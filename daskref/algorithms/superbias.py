@@ -87,7 +87,7 @@ def superbias(
     stats = _global_stats(err.data, None, bad_clipping_sigma, bad_max_clipping_iters)
     threshold = stats[0] + bad_sigma_threshold * stats[1]
     bad = ~(err.data <= threshold)  # also true where err is NaN
-    dq_map = err.copy(data=da.where(bad, np.uint32(UNRELIABLE), np.uint32(0)).astype(np.uint32))
+    dq_map = err.copy(data=np.where(bad, np.uint32(UNRELIABLE), np.uint32(0)).astype(np.uint32))
     sb.attrs = {"units": "DN", "long_name": "superbias"}
     err.attrs = {"units": "DN", "long_name": "clipped standard deviation of group 0"}
     out = {"superbias": sb, "err": err, "dq": dq_map, "n_used": n_used}
@@ -106,10 +106,12 @@ def superbias(
     return xr.Dataset(out, attrs=attrs)
 
 
-def _global_stats(values: da.Array, mask: da.Array | None, sigma, maxiters) -> da.Array:
-    """Lazy ``[mean, std]`` of the clipped finite values of a whole 2-D map."""
+def _global_stats(values, mask, sigma, maxiters):
+    """``[mean, std]`` of the clipped finite values of a whole 2-D map (lazy for dask)."""
+    if not isinstance(values, da.Array):
+        return global_clipped_stats(values, mask, sigma=float(sigma), maxiters=int(maxiters))
     flat = values.reshape(-1).rechunk(-1)
-    args = [flat, None if mask is None else mask.reshape(-1).rechunk(-1)]
+    args = [flat, None if mask is None else da.asarray(mask).reshape(-1).rechunk(-1)]
     return da.map_blocks(global_clipped_stats, *args, sigma=float(sigma),
                          maxiters=int(maxiters), chunks=(2,), dtype=np.float64)
 
@@ -121,22 +123,23 @@ def _median_smooth(block: np.ndarray, size: int) -> np.ndarray:
 def _filled(sb: xr.DataArray, ds: xr.Dataset, box_width: int, sigma, maxiters, threshold):
     if box_width < 1 or box_width % 2 == 0:
         raise ValueError(f"box_width must be a positive odd number, not {box_width}")
+    lazy = isinstance(sb.data, da.Array)
     ref = reference_pixel_mask(ds.attrs, sb.shape)
+    if lazy:
+        ref = da.from_array(ref, chunks=sb.data.chunks)
     if "pixeldq" in ds:
-        ref_da = da.from_array(ref, chunks=sb.data.chunks) | (
-            (ds.pixeldq.data & np.uint32(dq.REFERENCE_PIXEL)) != 0
-        )
-    else:
-        ref_da = da.from_array(ref, chunks=sb.data.chunks)
-    science = ~ref_da
+        ref = ref | ((ds.pixeldq.data & np.uint32(dq.REFERENCE_PIXEL)) != 0)
+    science = ~ref
     # Non-finite pixels take the clipped mean so the median filter sees numbers.
     level = _global_stats(sb.data, science, sigma, maxiters)[0].astype(np.float32)
-    clean = da.where(da.isfinite(sb.data), sb.data, level)
-    depth = box_width // 2
-    smooth = da.map_overlap(_median_smooth, clean, depth=depth, boundary="none",
-                            size=box_width, dtype=np.float32)
+    clean = np.where(np.isfinite(sb.data), sb.data, level)
+    if lazy:
+        smooth = da.map_overlap(_median_smooth, clean, depth=box_width // 2, boundary="none",
+                                size=box_width, dtype=np.float32)
+    else:
+        smooth = _median_smooth(clean, box_width)
     diff = clean - smooth
     stats = _global_stats(diff, science, sigma, maxiters)
-    flag = science & ((diff > stats[0] + threshold * stats[1]) | ~da.isfinite(sb.data))
-    filled = da.where(flag, smooth, clean).astype(np.float32)
+    flag = science & ((diff > stats[0] + threshold * stats[1]) | ~np.isfinite(sb.data))
+    filled = np.where(flag, smooth, clean).astype(np.float32)
     return sb.copy(data=filled).assign_attrs(units="DN", long_name="filled superbias")

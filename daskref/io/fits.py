@@ -151,7 +151,8 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
         raise InputError(path, "no such file")
     if p.is_dir():
         raise InputError(path, "is a directory, not a FITS file")
-    if p.stat().st_size == 0:
+    size = p.stat().st_size
+    if size == 0:
         raise InputError(path, "is empty, not a FITS file")
     try:
         with warnings.catch_warnings():
@@ -159,6 +160,9 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
             with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
                 names = [h.name.upper() for h in hdul]
                 if "SCI" not in names:
+                    if size % 2880:
+                        raise InputError(path, f"is truncated ({size} bytes is not a whole "
+                                         "number of 2880-byte FITS blocks)")
                     raise InputError(path, f"has no SCI extension (extensions: {names})")
                 header = {k: hdul[0].header[k] for k in HEADER_KEYS if k in hdul[0].header}
                 sci_hdr = hdul["SCI"].header
@@ -173,10 +177,10 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
         raise
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise InputError(path, f"is not a readable FITS file ({exc})") from None
-    size = p.stat().st_size
-    if max(ends) > size:
+    if max(ends) > size or size % 2880:
         raise InputError(
-            path, f"is truncated: its headers describe {max(ends)} bytes but the file has {size}"
+            path,
+            f"is truncated: its headers describe {max(ends)} bytes but the file has {size}",
         )
     if len(sci.shape) != 4:
         raise InputError(
