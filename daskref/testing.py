@@ -41,7 +41,7 @@ def write_ramp_file(path, sci, groupdq=None, pixeldq=None, header=None):
         exts.append(("GROUPDQ", groupdq.shape, np.uint8, groupdq))
     if pixeldq is not None:
         exts.append(("PIXELDQ", pixeldq.shape, np.uint32, pixeldq))
-    hdr = {"TELESCOP": "JWST", "INSTRUME": "NIRCAM", "DETECTOR": "NRCB1", "SUBARRAY": "SUBX",
+    hdr = {"TELESCOP": "JWST", "INSTRUME": "NIRCAM", "DETECTOR": "NRCB1", "SUBARRAY": "SUB64P",
            "SUBSTRT1": 101, "SUBSTRT2": 201, "READPATT": "RAPID", "NFRAMES": 1, "GROUPGAP": 0,
            "TFRAME": 1.0, "TGROUP": 1.0, "FASTAXIS": 1, "SLOWAXIS": -2, "EXP_TYPE": "NRC_DARK",
            "DATE-OBS": "2026-02-03", "TIME-OBS": "04:05:06.000", "S_SATURA": "COMPLETE"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import textwrap
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -214,4 +215,44 @@ def write_reference(
         hdus.append(fits.BinTableHDU(dq_def, name="DQ_DEF"))
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
+        validate_with_datamodel(tmp, header.get("DATAMODL"), path)
     return Path(path)
+
+
+def validate_with_datamodel(path, datamodel: str | None, name=None) -> bool:
+    """Open and validate a file with its official ``stdatamodels`` model, if installed.
+
+    daskref does not need stdatamodels; where it is installed, a file that its
+    schema rejects (an unknown SUBARRAY name, say) is refused before it is renamed
+    into place.
+
+    Returns
+    -------
+    bool
+        True if validated, False if stdatamodels is not installed.
+
+    Raises
+    ------
+    MetadataError
+        With the first line of the schema's complaint.
+    """
+    if not datamodel:
+        return False
+    try:
+        from stdatamodels.jwst import datamodels
+        from stdatamodels.validate import ValidationWarning
+    except ImportError:
+        return False
+    model_class = getattr(datamodels, datamodel)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            # On open, a value the schema rejects is dropped with a warning: refuse it.
+            warnings.simplefilter("error", ValidationWarning)
+            with model_class(str(path)) as model:
+                model.validate()
+    except Exception as exc:  # schema errors come in several types
+        lines = [s.strip() for s in str(exc).strip().splitlines() if s.strip()]
+        detail = " ".join(lines[:2]) if lines else type(exc).__name__
+        raise MetadataError(f"{name or path}: not a valid {datamodel}: {detail}") from None
+    return True

@@ -1,0 +1,568 @@
+"""Calibration-prep products on disk: pipeline-layout FITS, zarr stores, reference input.
+
+Products and names (``<base>`` is the input's file name without ``.fits`` and without
+a trailing pipeline suffix such as ``_uncal`` or ``_refpix``):
+
+=====================  ==========================  =====================================
+file                   DATAMODL                    extensions
+=====================  ==========================  =====================================
+``<base>_<step>.fits`` ``RampModel``               SCI f4 (integration, group, y, x),
+                                                   PIXELDQ u4 (y, x), GROUPDQ u1
+``<base>_ramp.fits``   ``RampModel``               the same, just before ramp fitting
+``<base>_rate.fits``   ``ImageModel``              SCI, ERR, DQ, VAR_POISSON, VAR_RNOISE
+                                                   (y, x)
+``<base>_rateints``    ``CubeModel``               the same, (integration, y, x)
+``<base>_fitopt.fits`` ``RampFitOutputModel``      SLOPE, SIGSLOPE, YINT, SIGYINT,
+                                                   WEIGHTS, VAR_POISSON, VAR_RNOISE
+                                                   (integration, segment, y, x),
+                                                   PEDESTAL (integration, y, x),
+                                                   CRMAG (integration, cr, y, x)
+=====================  ==========================  =====================================
+
+``<step>`` is the suffix calwebb_detector1 gives a step's saved result: the step
+name (``dq_init``, ``saturation``, ``superbias``, ``refpix``, ``linearity``,
+``dark_current``, ``jump``, ...). The primary header carries the input's header
+keywords with the updated ``S_*`` status keys.
+
+How the writing streams
+-----------------------
+Each FITS file is laid out before any data exist: headers are built and the byte
+offset of every extension's data is known. The compute graph then holds, per
+product, one *allocate* task (writes the headers to ``.<name>.part-<pid>`` and sizes
+the file), one *write* task per chunk of every array (opens the data area as a
+``numpy.memmap`` and stores the chunk's region, big-endian), and a *finalize* task
+that renames the part file once every chunk is written. The arrays' chunks are row
+slabs, as they are read, so each task holds one slab and memory stays bounded by the
+chunk size whatever the file size; a plane-by-plane writer would instead need every
+slab of a plane at once. Because the write tasks refer to the products' own dask keys
+(``to_delayed(optimize_graph=False)``), a single ``dask.compute`` over all products
+of all inputs shares their common work and reads every input byte once.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+from astropy.io import fits
+
+from daskref import __version__
+from daskref.io.exposure_writer import BLOCK, _image_header
+from daskref.io.fits import _layout, _lazy_rows, row_chunks_for
+
+#: Suffixes removed from an input name to get ``<base>`` (jwst's known-suffix idea).
+KNOWN_SUFFIXES = (
+    "uncal", "ramp", "rate", "rateints", "fitopt", "group_scale", "dq_init", "saturation",
+    "ipc", "superbias", "refpix", "linearity", "persistence", "dark_current", "firstframe",
+    "lastframe", "rscd", "jump",
+)
+
+#: FITS extensions of each product: (EXTNAME, variable, dims, dtype, BUNIT).
+LAYOUTS: dict[str, list[tuple[str, str, tuple[str, ...], str, str]]] = {
+    "ramp": [
+        ("SCI", "ramp", ("integration", "group", "y", "x"), "f4", "DN"),
+        ("PIXELDQ", "pixeldq", ("y", "x"), "u4", ""),
+        ("GROUPDQ", "groupdq", ("integration", "group", "y", "x"), "u1", ""),
+    ],
+    "rate": [
+        ("SCI", "rate", ("y", "x"), "f4", "DN/s"),
+        ("ERR", "rate_err", ("y", "x"), "f4", "DN/s"),
+        ("DQ", "dq", ("y", "x"), "u4", ""),
+        ("VAR_POISSON", "rate_var_poisson", ("y", "x"), "f4", "(DN/s)**2"),
+        ("VAR_RNOISE", "rate_var_rnoise", ("y", "x"), "f4", "(DN/s)**2"),
+    ],
+    "rateints": [
+        ("SCI", "rateints", ("integration", "y", "x"), "f4", "DN/s"),
+        ("ERR", "rateints_err", ("integration", "y", "x"), "f4", "DN/s"),
+        ("DQ", "dq_ints", ("integration", "y", "x"), "u4", ""),
+        ("VAR_POISSON", "rateints_var_poisson", ("integration", "y", "x"), "f4", "(DN/s)**2"),
+        ("VAR_RNOISE", "rateints_var_rnoise", ("integration", "y", "x"), "f4", "(DN/s)**2"),
+    ],
+    "fitopt": [
+        ("SLOPE", "slope", ("integration", "segment", "y", "x"), "f4", "DN/s"),
+        ("SIGSLOPE", "sigslope", ("integration", "segment", "y", "x"), "f4", "DN/s"),
+        ("YINT", "yint", ("integration", "segment", "y", "x"), "f4", "DN"),
+        ("SIGYINT", "sigyint", ("integration", "segment", "y", "x"), "f4", "DN"),
+        ("PEDESTAL", "pedestal", ("integration", "y", "x"), "f4", "DN"),
+        ("WEIGHTS", "weights", ("integration", "segment", "y", "x"), "f4", ""),
+        ("CRMAG", "crmag", ("integration", "cr", "y", "x"), "f4", "DN"),
+        ("VAR_POISSON", "var_poisson", ("integration", "segment", "y", "x"), "f4", ""),
+        ("VAR_RNOISE", "var_rnoise", ("integration", "segment", "y", "x"), "f4", ""),
+    ],
+}
+DATAMODELS = {"ramp": "RampModel", "rate": "ImageModel", "rateints": "CubeModel",
+              "fitopt": "RampFitOutputModel"}
+
+_KEYWORD = re.compile(r"^[A-Z0-9_-]{1,8}$")
+_SKIP_KEYS = {"BUNIT", "SIMPLE", "BITPIX", "NAXIS", "EXTEND", "DATAMODL", "FILENAME"}
+
+
+# --------------------------------------------------------------------------- naming
+
+
+def base_name(path: str | os.PathLike) -> str:
+    """Input file name without directories, ``.fits`` and one known pipeline suffix.
+
+    Examples
+    --------
+    >>> base_name("/data/jw01_nrca1_uncal.fits")
+    'jw01_nrca1'
+    >>> base_name("ssb/dark_003_refpix.fits")
+    'dark_003'
+    """
+    name = Path(path).name
+    if name.lower().endswith(".fits"):
+        name = name[:-5]
+    for suffix in sorted(KNOWN_SUFFIXES, key=len, reverse=True):
+        if name.endswith("_" + suffix) and len(name) > len(suffix) + 1:
+            return name[: -len(suffix) - 1]
+    return name
+
+
+def product_path(input_path: str | os.PathLike, outdir: str | os.PathLike, suffix: str) -> Path:
+    """``<outdir>/<base>_<suffix>.fits``."""
+    return Path(outdir) / f"{base_name(input_path)}_{suffix}.fits"
+
+
+def product_kinds(ds: xr.Dataset, *, save_ramp: bool = False) -> dict[str, str]:
+    """Products to write for a prep result: ``{kind: suffix}``.
+
+    A result without ramp fitting gives its ramp under the suffix of the last
+    requested step; a ramp-fit result gives ``rate`` and ``rateints`` (and
+    ``fitopt`` when it holds the optional output), plus ``ramp`` with ``save_ramp``.
+    """
+    if "rate" not in ds.data_vars:
+        return {"ramp": str(ds.attrs.get("prep_last_step", "ramp"))}
+    kinds = {"rate": "rate", "rateints": "rateints"}
+    if "slope" in ds.data_vars:
+        kinds["fitopt"] = "fitopt"
+    if save_ramp:
+        kinds = {"ramp": "ramp"} | kinds
+    return kinds
+
+
+# --------------------------------------------------------------------------- headers
+
+
+def _fits_value(value):
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not np.isfinite(value) else float(value)
+    if isinstance(value, str):
+        return value
+    return None
+
+
+def primary_header(attrs: Mapping, *, datamodel: str, filename: str, kind: str) -> dict:
+    """Primary-header keywords of a product from the prep result's attributes."""
+    header: dict = {}
+    for key, value in attrs.items():
+        key_u = str(key).upper()
+        if not _KEYWORD.match(key_u) or key_u in _SKIP_KEYS:
+            continue
+        v = _fits_value(value)
+        if v is not None:
+            header[key_u] = v
+    if kind == "ramp":
+        header.pop("S_RAMP", None)
+    header["DATAMODL"] = datamodel
+    header["FILENAME"] = filename
+    header.setdefault("TELESCOP", "JWST")
+    header["ORIGIN"] = "daskref"
+    steps = ", ".join(attrs.get("prep_steps", [])) or "none"
+    history = [f"daskref {__version__} prep: steps run {steps}"]
+    for p in attrs.get("inputs", []) or []:
+        history.append(f"input {Path(p).name}")
+    header["HISTORY"] = history
+    return header
+
+
+# --------------------------------------------------------------------------- streaming FITS
+
+
+class _MemmapRegion:
+    """Writes array regions into the data area of one extension of a FITS file."""
+
+    def __init__(self, path: str, offset: int, shape: tuple[int, ...], dtype: np.dtype):
+        self.path, self.offset, self.shape, self.dtype = path, offset, tuple(shape), np.dtype(dtype)
+
+    def disk_dtype(self) -> np.dtype:
+        if self.dtype.kind == "u" and self.dtype.itemsize > 1:
+            return np.dtype(f">i{self.dtype.itemsize}")
+        return self.dtype.newbyteorder(">")
+
+    def encode(self, block: np.ndarray) -> np.ndarray:
+        if self.dtype.kind == "u" and self.dtype.itemsize > 1:
+            flip = self.dtype.type(1 << (8 * self.dtype.itemsize - 1))
+            return (np.asarray(block).astype(self.dtype) ^ flip).view(f"i{self.dtype.itemsize}")
+        return np.asarray(block).astype(self.dtype, copy=False)
+
+    def write(self, region: tuple[slice, ...], block: np.ndarray) -> None:
+        mm = np.memmap(self.path, dtype=self.disk_dtype(), mode="r+", offset=self.offset,
+                       shape=self.shape)
+        try:
+            mm[region] = self.encode(block)
+            mm.flush()
+        finally:
+            del mm
+
+
+def _allocate(path: str, headers: Sequence[tuple[int, bytes]], size: int) -> str:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        for offset, text in headers:
+            f.seek(offset)
+            f.write(text)
+        f.truncate(size)
+    return path
+
+
+def _write_block(allocated: str, target: _MemmapRegion, region, block) -> int:
+    target.write(region, block)
+    return 0
+
+
+def _finalize(_writes, tmp: str, path: str) -> str:
+    os.replace(tmp, path)
+    return path
+
+
+def _regions(chunks: tuple[tuple[int, ...], ...]):
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]).astype(int) for c in chunks]
+    for index in np.ndindex(*[len(c) for c in chunks]):
+        yield index, tuple(slice(int(starts[d][i]), int(starts[d][i] + chunks[d][i]))
+                           for d, i in enumerate(index))
+
+
+def tmp_path(path: str | os.PathLike) -> Path:
+    """The part-file name a product is written to before its rename."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.part-{os.getpid()}")
+
+
+def fits_writer(path: str | os.PathLike, primary: Mapping,
+                extensions: Sequence[tuple[str, object, np.dtype, Mapping]]):
+    """Lazy, streaming, atomic write of a multi-extension FITS file.
+
+    Parameters
+    ----------
+    path : path-like
+        Final file name.
+    primary : mapping
+        Primary-header keywords (``HISTORY``: list of lines).
+    extensions : sequence of (EXTNAME, array, dtype, extra header keywords)
+        ``array`` is a dask or numpy array in C order of the FITS axes reversed
+        (e.g. (integration, group, y, x)).
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        Computes to the final path; nothing touches the disk before it is computed.
+    """
+    path = Path(path)
+    tmp = str(tmp_path(path))
+    phdr = fits.PrimaryHDU().header
+    phdr["EXTEND"] = True
+    for key, value in primary.items():
+        if key == "HISTORY":
+            for line in value:
+                phdr.add_history(line)
+        else:
+            phdr[key] = value
+    headers = [(0, phdr.tostring(padding=True).encode("ascii"))]
+    pos = len(headers[0][1])
+    targets = []
+    for name, array, dtype, extra in extensions:
+        dtype = np.dtype(dtype)
+        shape = tuple(int(n) for n in np.shape(array))
+        text = _image_header(name, shape, dtype, extra).tostring(padding=True).encode("ascii")
+        headers.append((pos, text))
+        pos += len(text)
+        nbytes = int(np.prod(shape)) * dtype.itemsize
+        targets.append((array, _MemmapRegion(tmp, pos, shape, dtype)))
+        pos += nbytes + (-nbytes % BLOCK)
+    alloc = dask.delayed(_allocate, pure=False)(tmp, headers, pos)
+    writes = []
+    for array, target in targets:
+        arr = array if isinstance(array, da.Array) else da.from_array(np.asarray(array))
+        blocks = arr.to_delayed(optimize_graph=False)
+        for index, region in _regions(arr.chunks):
+            writes.append(dask.delayed(_write_block, pure=False)(alloc, target, region,
+                                                                 blocks[index]))
+    return dask.delayed(_finalize, pure=False)(writes, tmp, str(path))
+
+
+def _data(da_: xr.DataArray, dims: tuple[str, ...]):
+    return da_.transpose(*dims).data
+
+
+def product_writer(ds: xr.Dataset, kind: str, path: str | os.PathLike):
+    """Lazy writer of one product (``ramp``, ``rate``, ``rateints``, ``fitopt``).
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        Computes to the written path.
+    """
+    layout = LAYOUTS[kind]
+    missing = [var for _, var, *_ in layout if var not in ds.variables]
+    if missing:
+        raise ValueError(f"cannot write a {kind} product: the result lacks {missing}")
+    path = Path(path)
+    primary = primary_header(ds.attrs, datamodel=DATAMODELS[kind], filename=path.name,
+                             kind=kind)
+    exts = []
+    for extname, var, dims, dtype, bunit in layout:
+        data = _data(ds[var], dims)
+        if np.dtype(dtype) != data.dtype:
+            data = data.astype(dtype)
+        exts.append((extname, data, np.dtype(dtype), {"BUNIT": bunit} if bunit else {}))
+    return fits_writer(path, primary, exts)
+
+
+# --------------------------------------------------------------------------- zarr
+
+
+def _zarr_attrs(attrs: Mapping) -> dict:
+    out = {}
+    for key, value in attrs.items():
+        if isinstance(value, (list, tuple)):
+            out[key] = [str(v) if isinstance(v, os.PathLike) else v for v in value]
+        elif isinstance(value, os.PathLike):
+            out[key] = str(value)
+        elif isinstance(value, np.generic):
+            out[key] = value.item()
+        else:
+            out[key] = value
+    return out
+
+
+def _regular(ds: xr.Dataset) -> xr.Dataset:
+    """Rechunk variables whose dask chunks zarr cannot take (irregular ones)."""
+    out = ds.copy()
+    for name, var in ds.data_vars.items():
+        if not isinstance(var.data, da.Array):
+            continue
+        fix = {}
+        for dim, chunks in zip(var.dims, var.data.chunks, strict=True):
+            if len(chunks) > 1 and (len(set(chunks[:-1])) > 1 or chunks[-1] > chunks[0]):
+                fix[dim] = chunks[0]
+        if fix:
+            out[name] = var.chunk(fix)
+    return out
+
+
+def to_zarr(ds: xr.Dataset, store: str | os.PathLike):
+    """Lazily persist a prep result as a zarr store, atomically.
+
+    The store is written to ``<store>.part`` (its metadata now, its chunks when the
+    returned object is computed) and renamed to ``store`` at the end.
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        Compute it (together with other writers) to write; computes to the path.
+    """
+    store = Path(store)
+    part = store.with_name(store.name + ".part")
+    if part.exists():
+        shutil.rmtree(part)
+    out = _regular(ds)
+    out.attrs = _zarr_attrs(ds.attrs)
+    for name in out.variables:
+        out[name].encoding = {}
+    delayed = out.to_zarr(part, mode="w", compute=False, consolidated=False, zarr_format=2)
+    return dask.delayed(_finalize_store, pure=False)(delayed, str(part), str(store))
+
+
+def _finalize_store(_written, part: str, store: str) -> str:
+    if os.path.exists(store):
+        shutil.rmtree(store)
+    os.replace(part, store)
+    return store
+
+
+def open_prep_zarr(store: str | os.PathLike) -> xr.Dataset:
+    """Open a store written by :func:`to_zarr` lazily (dask-backed, same variables)."""
+    return xr.open_zarr(store, consolidated=False, zarr_format=2)
+
+
+# --------------------------------------------------------------------------- all at once
+
+
+def writers(results: Sequence[xr.Dataset], outdir: str | os.PathLike, *,
+            fits_products: bool = True, zarr: bool = False, save_ramp: bool = False):
+    """Lazy writers of every product of every prep result, and their final paths.
+
+    Returns
+    -------
+    (list of Delayed, list of pathlib.Path)
+    """
+    outdir = Path(outdir)
+    tasks, paths = [], []
+    for ds in results:
+        inputs = ds.attrs.get("inputs") or []
+        if not inputs:
+            raise ValueError("a prep result without attrs['inputs'] has no name; "
+                             "write it with product_writer(ds, kind, path)")
+        for kind, suffix in product_kinds(ds, save_ramp=save_ramp).items():
+            if fits_products:
+                path = product_path(inputs[0], outdir, suffix)
+                tasks.append(product_writer(ds, kind, path))
+                paths.append(path)
+        if zarr:
+            last = product_kinds(ds)
+            suffix = next(iter(last.values())) if "ramp" in last else "rate"
+            store = outdir / f"{base_name(inputs[0])}_{suffix}.zarr"
+            tasks.append(to_zarr(ds, store))
+            paths.append(store)
+    return tasks, paths
+
+
+def write_products(results: xr.Dataset | Sequence[xr.Dataset], outdir: str | os.PathLike, *,
+                   fits_products: bool = True, zarr: bool = False, save_ramp: bool = False,
+                   progress: bool = False) -> list[Path]:
+    """Write every product of every prep result in one compute.
+
+    Parameters
+    ----------
+    results : Dataset or sequence of Dataset
+        Lazy results of :func:`daskref.prep.prep` / ``prep_many``.
+    outdir : path-like
+        Output directory (created).
+    fits_products : bool
+        Write the FITS products (see the module docstring).
+    zarr : bool
+        Also persist each result as ``<base>_<suffix>.zarr``.
+    save_ramp : bool
+        With ramp fitting, also write the calibrated ramp ``<base>_ramp.fits``.
+    progress : bool
+        Show a progress bar.
+
+    Returns
+    -------
+    list of pathlib.Path
+        Every file or store written. On failure no final file is left behind.
+    """
+    from daskref.api import compute
+
+    if isinstance(results, xr.Dataset):
+        results = [results]
+    tasks, paths = writers(results, outdir, fits_products=fits_products, zarr=zarr,
+                           save_ramp=save_ramp)
+    try:
+        compute(tasks, progress=progress)
+    except BaseException:
+        for p in paths:
+            for leftover in (tmp_path(p), p.with_name(p.name + ".part")):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                elif leftover.exists():
+                    leftover.unlink()
+        raise
+    return paths
+
+
+# --------------------------------------------------------------------------- references
+
+#: Extensions read from a CRDS reference file, per reference argument of ``prep``,
+#: and the variable name each becomes.
+REFERENCE_EXTENSIONS: dict[str, dict[str, str]] = {
+    "mask": {"DQ": "dq"},
+    "saturation": {"SCI": "saturation", "DQ": "dq"},
+    "superbias": {"SCI": "superbias", "DQ": "dq"},
+    "linearity": {"COEFFS": "coeffs", "DQ": "dq"},
+    "dark": {"SCI": "dark", "DQ": "dq"},
+    "readnoise": {"SCI": "readnoise"},
+    "gain": {"SCI": "gain"},
+}
+_DIMS = {"dark": ("group", "y", "x"), "linearity": ("coeff", "y", "x")}
+_REF_KEYS = ("SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2", "NFRAMES", "GROUPGAP",
+             "INSTRUME", "DETECTOR", "REFTYPE", "NGROUPS", "NINTS")
+
+
+def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None = None
+                   ) -> xr.Dataset:
+    """Open a CRDS reference file lazily as a Dataset the prep steps accept.
+
+    Parameters
+    ----------
+    path : path-like
+        MASK, SATURATION, SUPERBIAS, LINEARITY, DARK, READNOISE or GAIN file.
+    kind : str
+        ``prep`` argument name: ``mask``, ``saturation``, ``superbias``,
+        ``linearity``, ``dark``, ``readnoise`` or ``gain``.
+    chunk_mb : float, optional
+        Row-slab size of the lazy reads.
+
+    Returns
+    -------
+    xarray.Dataset
+        The value variable (``saturation``, ``superbias``, ``coeffs`` (coeff, y, x),
+        ``dark`` (group, y, x) or (integration, group, y, x), ``readnoise``, ``gain``)
+        and ``dq`` (y, x; a DQ with more dims is OR-ed down to (y, x)), read in row
+        slabs when computed. Attributes (also on each variable): the subarray origin
+        and size, ``NFRAMES``/``GROUPGAP`` and ``path``.
+
+    Raises
+    ------
+    daskref.io.fits.InputError
+        Missing or unreadable file, or a required extension absent.
+    """
+    from daskref.io.fits import InputError
+
+    path = os.fspath(path)
+    if kind not in REFERENCE_EXTENSIONS:
+        raise ValueError(f"unknown reference kind {kind!r}")
+    if not os.path.exists(path):
+        raise InputError(path, f"no such file (given as the {kind} reference)")
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            names = [h.name.upper() for h in hdul]
+            header = hdul[0].header
+            attrs = {k: header[k] for k in _REF_KEYS if k in header}
+            layouts = {ext: _layout(hdul, names.index(ext))
+                       for ext in REFERENCE_EXTENSIONS[kind] if ext in names}
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise InputError(path, f"is not a readable FITS reference file ({exc})") from None
+    value_ext = next((e for e, v in REFERENCE_EXTENSIONS[kind].items() if v != "dq"), "DQ")
+    if value_ext not in layouts:
+        raise InputError(path, f"has no {value_ext} extension; not a {kind} reference file")
+    attrs["path"] = path
+    data_vars = {}
+    for ext, layout in layouts.items():
+        name = REFERENCE_EXTENSIONS[kind][ext]
+        ny, nx = layout.shape[-2:]
+        lead = int(np.prod(layout.shape[:-2])) if len(layout.shape) > 2 else 1
+        rows = row_chunks_for(ny, lead * nx * layout.dtype.itemsize, chunk_mb)
+        arr = _lazy_rows(layout, path, rows, f"ref-{kind}-{ext.lower()}")
+        if name == "dq":
+            while arr.ndim > 2:
+                arr = _or_reduce(arr)
+            dims = ("y", "x")
+        elif arr.ndim == 2:
+            dims = ("y", "x")
+        elif kind == "dark" and arr.ndim == 4:
+            dims = ("integration", "group", "y", "x")
+        else:
+            dims = _DIMS.get(kind, tuple(f"dim_{i}" for i in range(arr.ndim - 2)) + ("y", "x"))
+        data_vars[name] = xr.DataArray(arr, dims=dims, attrs=dict(attrs))
+    return xr.Dataset(data_vars, attrs=attrs)
+
+
+def _or_reduce(arr: da.Array) -> da.Array:
+    out = arr[0]
+    for k in range(1, arr.shape[0]):
+        out = out | arr[k]
+    return out
+
