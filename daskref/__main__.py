@@ -1,0 +1,7 @@
+"""``python -m daskref``."""
+
+import sys
+
+from daskref.cli import main
+
+sys.exit(main())
