@@ -48,8 +48,8 @@ def group_differences(
     ndarray of float32, (..., integration, difference), DN
     """
     a, b = group_pairs(ramp.shape[-1], diff_type)
-    ramp = ramp.astype(np.float32, copy=False)
-    d = ramp[..., b] - ramp[..., a]
+    d = ramp[..., b].astype(np.float32)
+    d -= ramp[..., a]
     if groupdq is not None:
         bad = ((groupdq[..., a] | groupdq[..., b]) & BAD_GROUP) | (groupdq[..., b] & dq.JUMP_DET)
         d[bad != 0] = np.nan

@@ -80,22 +80,21 @@ def sigma_clip_stats(
     samples = np.asarray(samples)
     if samples.dtype.kind != "f":
         samples = samples.astype(np.float64)
-    s = np.sort(samples, axis=-1)  # NaN sort last
-    n_valid = np.count_nonzero(~np.isnan(s), axis=-1)
-    shape = s.shape[:-1]
-    # Shift by a per-pixel reference so the prefix sums do not lose precision.
-    ref = _take(s, np.clip((n_valid - 1) // 2, 0, None))
-    ref = np.where(n_valid > 0, ref, 0.0)
-    c = s - ref[..., None]  # NaN stays NaN: comparisons with it are False
-    c0 = np.nan_to_num(c, nan=0.0)
-    del s
-    # Prefix sums (float64) of the shifted values and their squares.
-    p1 = np.zeros(shape + (c.shape[-1] + 1,))
-    np.cumsum(c0, axis=-1, dtype=np.float64, out=p1[..., 1:])
-    np.square(c0, out=c0)
+    c = np.sort(samples, axis=-1)  # NaN sort last
+    n_valid = np.count_nonzero(~np.isnan(c), axis=-1)
+    shape = c.shape[:-1]
+    # Shift by a per-pixel reference (the median) so the prefix sums keep precision.
+    ref = _take(c, np.clip((n_valid - 1) // 2, 0, None))
+    ref = np.where(n_valid > 0, ref, 0)
+    c -= ref[..., None]  # NaN stays NaN: comparisons with it are False
+    # Prefix sums of the values and their squares (in the samples' precision, at
+    # least float32). NaNs sit after the n_valid values of each pixel, so the sums
+    # up to any index <= n_valid are finite.
+    acc = np.result_type(c.dtype, np.float32)
+    p1 = np.zeros(shape + (c.shape[-1] + 1,), dtype=acc)
+    np.cumsum(c, axis=-1, out=p1[..., 1:])
     p2 = np.zeros_like(p1)
-    np.cumsum(c0, axis=-1, dtype=np.float64, out=p2[..., 1:])
-    del c0
+    np.cumsum(np.square(c), axis=-1, out=p2[..., 1:])
 
     lo = np.zeros(shape, dtype=np.intp)
     hi = n_valid.astype(np.intp)
@@ -104,8 +103,8 @@ def sigma_clip_stats(
     def moments(lo, hi):
         n = hi - lo
         with np.errstate(invalid="ignore", divide="ignore"):
-            s1 = _take(p1, hi) - _take(p1, lo)
-            s2 = _take(p2, hi) - _take(p2, lo)
+            s1 = _take(p1, hi).astype(np.float64) - _take(p1, lo)
+            s2 = _take(p2, hi).astype(np.float64) - _take(p2, lo)
             mean = s1 / n
             m2 = np.maximum(s2 - s1 * mean, 0.0)  # sum of squared deviations
         return n, mean, m2

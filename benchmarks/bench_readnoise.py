@@ -1,0 +1,172 @@
+"""Time READNOISE and SUPERBIAS on simulated full-frame dark stacks of growing size.
+
+For each stack size N it measures, each in a fresh process (so peak memory is that
+run's own):
+
+* ``bare``: a one-pass numpy read of the same files (whole SCI array of one file
+  at a time) forming the independent group differences and their plain standard
+  deviation, accumulated over files (sum and sum of squares);
+* ``readnoise``, ``superbias`` and ``both`` (one compute for the two products):
+  daskref from the files to the written reference files.
+
+It prints wall time, throughput (MB/s of input), peak resident memory and the
+bytes read from the inputs (``rchar`` of /proc/self/io) over the input size.
+
+Usage::
+
+    python benchmarks/bench_readnoise.py --sizes 5 10 20 --workdir /tmp/daskref-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _rchar() -> int:
+    try:
+        for line in Path("/proc/self/io").read_text().splitlines():
+            if line.startswith("rchar"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return -1
+
+
+def ensure_inputs(workdir: Path, n: int, ngroups: int, nints: int) -> list[Path]:
+    """Simulate (once) the n full-frame darks, reusing files from earlier runs."""
+    from daskref.simulate import make_truth, simulate_exposure
+
+    d = workdir / f"full_{nints}x{ngroups}"
+    d.mkdir(parents=True, exist_ok=True)
+    truth = None
+    paths = []
+    for k in range(n):
+        p = d / f"dark_{k:03d}_uncal.fits"
+        if not p.exists():
+            truth = truth or make_truth(subarray="FULL", seed=0, cosmic_ray_rate=5e-5)
+            t0 = time.perf_counter()
+            simulate_exposure(p, truth, nints=nints, ngroups=ngroups, seed=k,
+                              start=f"2026-01-{1 + k % 28:02d}T00:00:00")
+            print(f"  simulated {p.name} in {time.perf_counter() - t0:.1f} s", flush=True)
+        paths.append(p)
+    return paths
+
+
+def run_bare(paths: list[Path]) -> None:
+    """One pass over the files in numpy: CDS differences and their plain std."""
+    from astropy.io import fits
+
+    s1 = s2 = None
+    n = 0
+    for p in paths:
+        with fits.open(p, memmap=False) as h:
+            data = h["SCI"].data.astype(np.float32)
+        d = data[:, 1::2] - data[:, 0:-1:2]
+        d = d.reshape(-1, *d.shape[2:])
+        if s1 is None:
+            s1 = np.zeros(d.shape[1:], np.float64)
+            s2 = np.zeros(d.shape[1:], np.float64)
+        s1 += d.sum(axis=0)
+        s2 += np.square(d, dtype=np.float64).sum(axis=0)
+        n += d.shape[0]
+        del data, d
+    std = np.sqrt(s2 / n - (s1 / n) ** 2)
+    assert np.isfinite(std).mean() > 0.99
+
+
+def run_daskref(paths: list[Path], mode: str, outdir: Path, chunk_mb, workers) -> None:
+    import dask
+
+    import daskref
+
+    outdir.mkdir(parents=True, exist_ok=True)
+    with dask.config.set(scheduler="threads", num_workers=workers):
+        stack = daskref.open_stack(paths, chunk_mb=chunk_mb)
+        products, outs = [], []
+        if mode in ("readnoise", "both"):
+            products.append(daskref.readnoise(stack))
+            outs.append(outdir / "readnoise.fits")
+        if mode in ("superbias", "both"):
+            products.append(daskref.superbias(stack))
+            outs.append(outdir / "superbias.fits")
+        daskref.write(products, outs)
+
+
+def child(args) -> None:
+    import astropy.io.fits  # noqa: F401  (imports are not input bytes)
+
+    import daskref  # noqa: F401
+
+    paths = [Path(p) for p in args.files]
+    r0 = _rchar()
+    t0 = time.perf_counter()
+    if args.mode == "bare":
+        run_bare(paths)
+    else:
+        run_daskref(paths, args.mode, Path(args.outdir), args.chunk_mb, args.workers)
+    wall = time.perf_counter() - t0
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"wall": wall, "peak_mb": peak_kb / 1024, "read": _rchar() - r0}))
+
+
+def measure(mode: str, paths: list[Path], args) -> dict:
+    cmd = [sys.executable, __file__, "--child", mode, "--outdir",
+           str(Path(args.workdir) / f"out_{len(paths)}"), "--files", *map(str, paths)]
+    if args.chunk_mb:
+        cmd += ["--chunk-mb", str(args.chunk_mb)]
+    if args.workers:
+        cmd += ["--workers", str(args.workers)]
+    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--sizes", type=int, nargs="+", default=[5, 10, 20])
+    p.add_argument("--ngroups", type=int, default=20)
+    p.add_argument("--nints", type=int, default=2)
+    p.add_argument("--workdir", default="/tmp/daskref-bench")
+    p.add_argument("--chunk-mb", type=float, default=None)
+    p.add_argument("--workers", type=int, default=None)
+    p.add_argument("--modes", nargs="+", default=["bare", "readnoise", "superbias", "both"])
+    p.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--outdir", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--files", nargs="*", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.child:
+        args.mode = args.child
+        child(args)
+        return
+    workdir = Path(args.workdir)
+    print(f"machine: {os.cpu_count()} cores; full frame 2048x2048, {args.nints} integrations x "
+          f"{args.ngroups} groups per dark")
+    all_paths = ensure_inputs(workdir, max(args.sizes), args.ngroups, args.nints)
+    header = (f"{'N':>3} {'input GB':>8} {'mode':>10} {'wall s':>7} {'MB/s':>7} "
+              f"{'peak MB':>8} {'read/input':>10} {'x bare':>7}")
+    print(header)
+    print("-" * len(header))
+    for n in args.sizes:
+        paths = all_paths[:n]
+        size = sum(q.stat().st_size for q in paths)
+        bare_wall = None
+        for mode in args.modes:
+            r = measure(mode, paths, args)
+            if mode == "bare":
+                bare_wall = r["wall"]
+            ratio = f"{r['wall'] / bare_wall:7.2f}" if bare_wall else f"{'-':>7}"
+            print(f"{n:>3} {size / 1e9:8.2f} {mode:>10} {r['wall']:7.1f} "
+                  f"{size / 1e6 / r['wall']:7.0f} {r['peak_mb']:8.0f} "
+                  f"{r['read'] / size:10.2f} {ratio}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
