@@ -130,7 +130,7 @@ def _scheduler(args):
     except ImportError:
         raise UsageError("--scheduler ADDRESS needs the 'distributed' package") from None
     try:
-        client = Client(target, timeout="10s")
+        client = Client(target, timeout="5s")
     except OSError as exc:
         raise UsageError(f"cannot reach the dask scheduler at {target}: {exc}") from None
     with client:
@@ -250,6 +250,115 @@ def cmd_demo(args) -> int:
     return 0
 
 
+PREP_REFERENCES = ("mask", "saturation", "superbias", "linearity", "dark", "readnoise", "gain")
+PREP_PARAMS = ("n_pix_grow_sat", "odd_even_columns", "use_side_ref_pixels",
+               "side_smoothing_length", "side_gain", "odd_even_rows", "rejection_threshold",
+               "three_group_rejection_threshold", "four_group_rejection_threshold",
+               "flag_4_neighbors", "max_jump_to_flag_neighbors", "min_jump_to_flag_neighbors",
+               "weighting", "save_opt", "max_segments")
+
+
+def _reference_value(flag: str, value: str | None):
+    """A reference flag's value: None, a number, or an existing file."""
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    if not Path(value).is_file():
+        raise UsageError(f"--{flag} {value}: no such file")
+    return value
+
+
+def cmd_prep(args) -> int:
+    """``daskref prep``: calibrate every input, write all products in one pass."""
+    from ..io import products
+    from ..prep import PrepError, prep_many
+
+    outdir = Path(args.output)
+    if outdir.exists() and not outdir.is_dir():
+        raise UsageError(f"{outdir}: -o must be a directory")
+    if not args.fits and not args.zarr:
+        raise UsageError("--no-fits without --zarr would write nothing")
+    refs = {name: _reference_value(name, getattr(args, name)) for name in PREP_REFERENCES}
+    params = {name: getattr(args, name) for name in PREP_PARAMS}
+    try:
+        if args.backend == "jwst":
+            from .. import api
+            from ..prep.backend_jwst import prep_jwst
+
+            params = {k: v for k, v in params.items() if k != "max_segments"}
+            tasks = prep_jwst(args.files, steps=args.steps, outdir=outdir, refs=refs, **params)
+            with _scheduler(args):
+                api.compute(tasks, progress=not args.quiet)
+            if not args.quiet:
+                print(f"jwst Detector1Pipeline products in {outdir}")
+            return 0
+        results = prep_many(args.files, steps=args.steps, chunk_mb=args.chunk_mb,
+                            **refs, **params)
+    except (PrepError, ImportError) as exc:
+        raise UsageError(str(exc)) from None
+    with _scheduler(args):
+        paths = products.write_products(results, outdir, fits_products=args.fits,
+                                        zarr=args.zarr, save_ramp=args.save_calibrated_ramp,
+                                        progress=not args.quiet)
+    _report(args, paths)
+    return 0
+
+
+def _add_prep_options(p):
+    r = p.add_argument_group("reference files (FILE, or a number where noted)")
+    r.add_argument("--mask", metavar="FILE", help="MASK reference (dq_init)")
+    r.add_argument("--saturation", metavar="FILE|DN",
+                   help="SATURATION reference, or one threshold in DN (saturation)")
+    r.add_argument("--superbias", metavar="FILE", help="SUPERBIAS reference (superbias)")
+    r.add_argument("--linearity", metavar="FILE", help="LINEARITY reference (linearity)")
+    r.add_argument("--dark", metavar="FILE", help="DARK reference (dark_current)")
+    r.add_argument("--readnoise", metavar="FILE|DN",
+                   help="READNOISE reference or one CDS noise in DN (jump, rate)")
+    r.add_argument("--gain", metavar="FILE|E/DN", help="GAIN reference or one gain (jump, rate)")
+    g = p.add_argument_group("step parameters")
+    _opt(g, "n_pix_grow_sat", type=int, default=0,
+         help="saturation: also flag pixels within this distance (default 0)")
+    flag = argparse.BooleanOptionalAction
+    _opt(g, "odd_even_columns", action=flag, default=True,
+         help="refpix: separate offsets for odd and even columns (near-IR)")
+    _opt(g, "use_side_ref_pixels", action=flag, default=True,
+         help="refpix: subtract the smoothed side reference signal (near-IR)")
+    _opt(g, "side_smoothing_length", type=int, default=11,
+         help="refpix: rows in the side running median (default 11)")
+    _opt(g, "side_gain", type=float, default=1.0, help="refpix: side signal factor")
+    _opt(g, "odd_even_rows", action=flag, default=True,
+         help="refpix: separate offsets for odd and even rows (MIRI)")
+    _opt(g, "rejection_threshold", type=float, default=4.0,
+         help="jump: threshold in sigma (default 4; jwst_reffiles forced 100)")
+    _opt(g, "three_group_rejection_threshold", type=float, default=6.0,
+         help="jump: threshold with 3 usable groups")
+    _opt(g, "four_group_rejection_threshold", type=float, default=5.0,
+         help="jump: threshold with 4 usable groups")
+    _opt(g, "flag_4_neighbors", action=flag, default=True,
+         help="jump: also flag the 4 neighbours of a jump")
+    _opt(g, "max_jump_to_flag_neighbors", type=float, default=1000.0,
+         help="jump: largest jump (sigma) whose neighbours are flagged")
+    _opt(g, "min_jump_to_flag_neighbors", type=float, default=10.0,
+         help="jump: smallest jump (sigma) whose neighbours are flagged")
+    _opt(g, "weighting", choices=["optimal", "unweighted"], default="optimal",
+         help="ramp fitting weights (default optimal)")
+    _opt(g, "max_segments", type=int, default=4,
+         help="ramp fitting: segments kept in the _fitopt product")
+    o = p.add_argument_group("outputs")
+    _opt(o, "save_opt", action="store_true", help="also write <base>_fitopt.fits")
+    _opt(o, "save_calibrated_ramp", action="store_true",
+         help="with ramp fitting, also write the calibrated ramp <base>_ramp.fits")
+    o.add_argument("--fits", action=flag, default=True,
+                   help="write the FITS products (default; --no-fits with --zarr)")
+    o.add_argument("--zarr", action="store_true",
+                   help="also persist each result as a zarr store <base>_<step>.zarr")
+    o.add_argument("--backend", choices=["daskref", "jwst"], default="daskref",
+                   help="daskref (default) or the official jwst Detector1Pipeline")
+
+
 def _report(args, paths):
     if not args.quiet:
         for p in paths:
@@ -321,6 +430,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     _add_common(p, outputs=False)
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("prep", help="run calwebb_detector1 steps (ssbsteps) on ramps, "
+                                    "writing <base>_<step>.fits or _rate/_rateints")
+    p.add_argument("files", nargs="*", metavar="FILES", help="ramp files (uncal or partly "
+                   "calibrated, e.g. _refpix.fits)")
+    p.add_argument("--steps", required=True,
+                   help="steps: 'dq_init,saturation' (any order), 'refpix-' (start through "
+                        "refpix), 'jump+' (jump to the end); ramp_fit = rate")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output directory")
+    _add_prep_options(p)
+    _add_common(p, outputs=False)
+    p.set_defaults(func=cmd_prep)
     return parser
 
 

@@ -127,3 +127,32 @@ def test_demo__installed_command(tmp_path):
         assert f"wrote {tmp_path / 'demo' / name}" in run.stdout
         with model(str(tmp_path / "demo" / name)) as m:
             m.validate()
+
+
+def test_scheduler_address__runs_on_distributed(nircam_darks, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=None) as cluster:
+        rc = main(["readnoise", *map(str, nircam_darks.paths), "-o", str(tmp_path / "rn.fits"),
+                   "--scheduler", cluster.scheduler_address, "-q"])
+    assert rc == 0
+    with dm.ReadnoiseModel(str(tmp_path / "rn.fits")) as m:
+        m.validate()
+
+
+def test_unreachable_scheduler__one_line(nircam_darks, tmp_path, capsys):
+    rc = main(["readnoise", *map(str, nircam_darks.paths), "-o", str(tmp_path / "rn.fits"),
+               "--scheduler", "tcp://127.0.0.1:1"])
+    assert rc == 2
+    assert "cannot reach the dask scheduler" in capsys.readouterr().err
+    assert not (tmp_path / "rn.fits").exists()
+
+
+def test_example_script_runs(tmp_path):
+    from pathlib import Path
+
+    script = Path(__file__).parents[2] / "examples" / "readnoise_superbias.py"
+    run = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "median READNOISE / truth" in run.stdout
