@@ -143,7 +143,8 @@ def frame_time(instrument: str, nx: int, ny: int, noutputs: int) -> float:
 
 def group_times(attrs: dict, ngroups: int) -> np.ndarray:
     """Mean time since reset of the frames in each group, seconds."""
-    nframes, groupgap, tframe = int(attrs["NFRAMES"]), int(attrs["GROUPGAP"]), float(attrs["TFRAME"])
+    nframes, groupgap = int(attrs["NFRAMES"]), int(attrs["GROUPGAP"])
+    tframe = float(attrs["TFRAME"])
     g = np.arange(ngroups)
     return tframe * (g * (nframes + groupgap) + (nframes + 1) / 2.0)
 
@@ -295,7 +296,9 @@ def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Gener
         electrons = np.zeros((ny, nx), np.float64)
         cr_signal = np.zeros((ny, nx), np.float32)
         # Cosmic rays of this integration: at most one per pixel, uniform in time.
-        hit = np.zeros((ny, nx), bool) if cr_prob == 0 else (rng.random((ny, nx)) < cr_prob) & ~truth.reference
+        hit = np.zeros((ny, nx), bool)
+        if cr_prob > 0:
+            hit = (rng.random((ny, nx)) < cr_prob) & ~truth.reference
         hy, hx = np.nonzero(hit)
         hit_group = rng.integers(1, ngroups, hy.size) if ngroups > 1 else np.zeros(hy.size, int)
         hit_amp = np.exp(rng.uniform(np.log(50.0), np.log(3000.0), hy.size)).astype(np.float32)

@@ -466,7 +466,9 @@ def observation_mjd(header: dict, which: str = "start") -> float:
     (``DATE-END`` + ``TIME-END``); NaN when neither is there.
     """
     mjd_key, date_key, time_key = (
-        ("EXPSTART", "DATE-OBS", "TIME-OBS") if which == "start" else ("EXPEND", "DATE-END", "TIME-END")
+        ("EXPSTART", "DATE-OBS", "TIME-OBS")
+        if which == "start"
+        else ("EXPEND", "DATE-END", "TIME-END")
     )
     if header.get(mjd_key) not in (None, ""):
         return float(header[mjd_key])

@@ -26,7 +26,9 @@ def group_pairs(ngroups: int, diff_type: str) -> tuple[np.ndarray, np.ndarray]:
     elif diff_type == "consecutive":
         a = np.arange(0, ngroups - 1)
     else:
-        raise ValueError(f"group_diff_type must be 'independent' or 'consecutive', not {diff_type!r}")
+        raise ValueError(
+            f"group_diff_type must be 'independent' or 'consecutive', not {diff_type!r}"
+        )
     return a, a + 1
 
 

@@ -1,0 +1,452 @@
+"""Run the missing calwebb_detector1 steps on ramp exposures, lazily.
+
+:func:`prep` opens an exposure (or takes an opened Dataset), works out from its
+``S_*`` keywords which of the requested steps still have to run
+(:func:`~daskref.prep.steps.steps_to_run`), checks that every reference those steps
+need was given, and only then chains the step functions of
+:mod:`daskref.algorithms.steps`. Nothing is read or computed: the result is a lazy
+Dataset to hand to :func:`daskref.io.products.write_products` (one pass over the
+inputs for all products) or to compute yourself.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from numbers import Real
+
+import numpy as np
+import xarray as xr
+
+from daskref import dq
+from daskref.algorithms.steps import jump as _jump
+from daskref.algorithms.steps import ramp_fit as _ramp_fit
+from daskref.algorithms.steps import refpix as _refpix
+from daskref.algorithms.steps import simple as _simple
+from daskref.algorithms.steps._common import STEP_KEYWORDS, mark_done
+from daskref.algorithms.steps._reference import with_dq_arrays
+from daskref.geometry import is_miri
+from daskref.io import products as _products
+from daskref.io.fits import open_exposure, scan
+
+from .steps import (
+    PrepError,
+    check_implemented,
+    group_scale_factor,
+    parse_steps,
+    steps_to_run,
+)
+
+log = logging.getLogger("daskref.prep")
+
+#: Reference arguments of :func:`prep` -> REFTYPE of the CRDS file that provides them.
+REFTYPES: dict[str, str] = {
+    "mask": "MASK", "saturation": "SATURATION", "superbias": "SUPERBIAS",
+    "linearity": "LINEARITY", "dark": "DARK", "readnoise": "READNOISE", "gain": "GAIN",
+}
+#: References each step needs.
+NEEDS: dict[str, tuple[str, ...]] = {
+    "dq_init": ("mask",), "saturation": ("saturation",), "superbias": ("superbias",),
+    "linearity": ("linearity",), "dark_current": ("dark",),
+    "jump": ("readnoise", "gain"), "rate": ("readnoise", "gain"),
+}
+#: References that may be a single number (a threshold or a uniform map).
+SCALAR_OK = frozenset({"saturation", "readnoise", "gain"})
+
+#: Step parameters of :func:`prep` and their defaults (the step functions' defaults).
+STEP_PARAMETERS: dict[str, dict[str, object]] = {
+    "saturation": {"n_pix_grow_sat": 0},
+    "refpix": {"odd_even_columns": True, "use_side_ref_pixels": True,
+               "side_smoothing_length": 11, "side_gain": 1.0, "odd_even_rows": True},
+    "dark_current": {"dark_nframes": None, "dark_groupgap": None},
+    "jump": {"rejection_threshold": 4.0, "three_group_rejection_threshold": 6.0,
+             "four_group_rejection_threshold": 5.0, "flag_4_neighbors": True,
+             "max_jump_to_flag_neighbors": 1000.0, "min_jump_to_flag_neighbors": 10.0},
+    "rate": {"weighting": "optimal", "save_opt": False, "max_segments": 4},
+}
+
+
+class MissingReferenceError(PrepError):
+    """A step that has to run lacks its reference data."""
+
+
+# --------------------------------------------------------------------------- references
+
+
+def _check_reference(name: str, value):
+    """Validate one reference argument; return it, or a lazily opened reference file."""
+    if value is None:
+        return None
+    if isinstance(value, (str, os.PathLike)):
+        return _products.open_reference(value, name)
+    if isinstance(value, bool) or (isinstance(value, Real) and not isinstance(value, np.ndarray)):
+        if name not in SCALAR_OK:
+            raise PrepError(
+                f"{name}={value!r}: a {REFTYPES[name]} reference must be a file or an array; "
+                f"only {', '.join(sorted(SCALAR_OK))} may be a single number"
+            )
+        return float(value)
+    return value
+
+
+def resolve_references(refs: Mapping[str, object]) -> dict[str, object]:
+    """Open reference files lazily and check the kinds of the other arguments.
+
+    Parameters
+    ----------
+    refs : mapping
+        ``{"mask": ..., "saturation": ..., ...}`` as given to :func:`prep`.
+
+    Returns
+    -------
+    dict
+        Same keys: None, a float, an array/DataArray/Dataset, or for a path the
+        Dataset of :func:`daskref.io.products.open_reference` (lazy).
+    """
+    unknown = set(refs) - set(REFTYPES)
+    if unknown:
+        raise TypeError(f"unknown reference argument(s): {sorted(unknown)}")
+    return {name: _check_reference(name, value) for name, value in refs.items()}
+
+
+def check_references(to_run: Sequence[str], refs: Mapping[str, object], label: str = "") -> None:
+    """Raise :class:`MissingReferenceError` for the first step lacking a reference."""
+    for step in to_run:
+        for name in NEEDS.get(step, ()):
+            if refs.get(name) is None:
+                where = f"{label}: " if label else ""
+                raise MissingReferenceError(
+                    f"{where}step {step!r} needs a {REFTYPES[name]} reference: give "
+                    f"{name}=... / --{name} FILE"
+                )
+
+
+def _value(ref, names: tuple[str, ...]):
+    """The value variable of a reference Dataset read from a file (for ramp_fit/jump)."""
+    if isinstance(ref, xr.Dataset):
+        for n in names:
+            if n in ref.data_vars:
+                out = ref[n].copy()
+                out.attrs = {**ref.attrs, **out.attrs}
+                return out
+    return ref
+
+
+def _dark_4d(ref):
+    """A 3-D (group, y, x) dark as (integration=1, group, y, x).
+
+    Same meaning for ``dark_current`` (the dark's last integration serves every
+    science integration); works around the step's handling of the science
+    ``integration`` coordinate with 3-D darks.
+    """
+    if isinstance(ref, xr.Dataset):
+        out = ref.copy()
+        for name, var in ref.data_vars.items():
+            if name not in ("dq", "DQ") and var.ndim == 3:
+                out[name] = var.expand_dims("integration")
+        return out
+    if isinstance(ref, xr.DataArray):
+        return ref.expand_dims("integration") if ref.ndim == 3 else ref
+    if np.ndim(ref) == 3:
+        return ref[None]
+    return ref
+
+
+# --------------------------------------------------------------------------- extra steps
+
+
+def _status(ds: xr.Dataset, step: str, value: str) -> xr.Dataset:
+    out = ds.copy()
+    out.attrs = dict(ds.attrs)
+    out.attrs[STEP_KEYWORDS[step]] = value
+    return out
+
+
+def group_scale(ds: xr.Dataset) -> xr.Dataset:
+    """Rescale groups averaged on board with the wrong divisor (calwebb ``group_scale``).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        Ramp Dataset (DN) with attrs ``NFRAMES`` and, when NFRAMES is not a power of
+        2, ``FRMDIVSR``.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``ramp * FRMDIVSR / NFRAMES`` (float32) and ``S_GRPSCL = COMPLETE`` when the
+        two differ; otherwise ``ds`` unchanged with ``S_GRPSCL = SKIPPED``, as the
+        pipeline does.
+    """
+    factor = group_scale_factor(ds.attrs)
+    if factor == 1.0:
+        return _status(ds, "group_scale", "SKIPPED")
+    out = ds.copy()
+    ramp = (ds["ramp"].astype(np.float32) * np.float32(factor)).astype(np.float32)
+    ramp.attrs = ds["ramp"].attrs
+    out["ramp"] = ramp
+    return mark_done(out, "group_scale")
+
+
+def _flag_group(ds: xr.Dataset, step: str, index: int, min_groups: int) -> xr.Dataset:
+    ngroups = ds.sizes["group"]
+    if not is_miri(ds.attrs) or ngroups <= min_groups:
+        return _status(ds, step, "SKIPPED")
+    ds = with_dq_arrays(ds)
+    flags = np.zeros(ngroups, dtype=dq.GROUP_DTYPE)
+    flags[index] = dq.DO_NOT_USE
+    flag = xr.DataArray(flags, dims=("group",))
+    gdq = (ds["groupdq"] | flag).astype(dq.GROUP_DTYPE).transpose(*ds["groupdq"].dims)
+    gdq.attrs = ds["groupdq"].attrs
+    out = ds.copy()
+    out["groupdq"] = gdq
+    return mark_done(out, step)
+
+
+def firstframe(ds: xr.Dataset) -> xr.Dataset:
+    """MIRI first-frame correction: group 0 of every integration gets DO_NOT_USE.
+
+    Applied only to MIRI data with more than 3 groups (``S_FRSTFR = SKIPPED``
+    otherwise), as in the pipeline; only ``groupdq`` (uint8) changes.
+    """
+    return _flag_group(ds, "firstframe", 0, 3)
+
+
+def lastframe(ds: xr.Dataset) -> xr.Dataset:
+    """MIRI last-frame correction: the last group of every integration gets DO_NOT_USE.
+
+    Applied only to MIRI data with more than 2 groups (``S_LASTFR = SKIPPED``
+    otherwise), as in the pipeline; only ``groupdq`` (uint8) changes.
+    """
+    return _flag_group(ds, "lastframe", -1, 2)
+
+
+# --------------------------------------------------------------------------- engine
+
+
+def _as_float_ramp(ds: xr.Dataset) -> xr.Dataset:
+    ds = with_dq_arrays(ds)
+    if ds["ramp"].dtype != np.float32:
+        ramp = ds["ramp"].astype(np.float32)
+        ramp.attrs = ds["ramp"].attrs
+        ds = ds.copy()
+        ds["ramp"] = ramp
+    return ds
+
+
+def _whole_ramp_axes(ds: xr.Dataset) -> xr.Dataset:
+    """Merge chunks along ``integration``/``group`` (split by some steps' indexing).
+
+    Only dask-backed variables that are split along those axes are rechunked; the
+    pixel-axis chunks are kept.
+    """
+    out = ds
+    for name, var in ds.data_vars.items():
+        chunks = var.chunksizes if var.chunks is not None else {}
+        fix = {d: -1 for d in ("integration", "group") if len(chunks.get(d, ())) > 1}
+        if fix:
+            out = out.copy() if out is ds else out
+            out[name] = var.chunk(fix)
+    return out
+
+
+def _open(ds_or_path, chunk_mb, chunk_rows) -> xr.Dataset:
+    if isinstance(ds_or_path, xr.Dataset):
+        return ds_or_path
+    if not isinstance(ds_or_path, (str, os.PathLike)):
+        raise TypeError(f"prep takes a ramp Dataset or a path, not {type(ds_or_path).__name__}")
+    ds = open_exposure(ds_or_path, chunk_mb=chunk_mb, chunk_rows=chunk_rows)
+    # FRMDIVSR (for group_scale) is not among the keywords the reader keeps.
+    from astropy.io import fits
+
+    divisor = fits.getheader(os.fspath(ds_or_path), ext=0).get("FRMDIVSR")
+    if divisor is not None:
+        ds.attrs["FRMDIVSR"] = int(divisor)
+    return ds
+
+
+def _params(params: Mapping[str, object]) -> dict[str, dict[str, object]]:
+    known = {k for p in STEP_PARAMETERS.values() for k in p}
+    unknown = set(params) - known
+    if unknown:
+        raise TypeError(f"prep() got unknown step parameter(s) {sorted(unknown)}; "
+                        f"known: {sorted(known)}")
+    return {step: {k: params.get(k, v) for k, v in defaults.items()}
+            for step, defaults in STEP_PARAMETERS.items()}
+
+
+def _plan(ds: xr.Dataset, steps, refs: Mapping[str, object]) -> tuple[tuple[str, ...], tuple]:
+    """Requested steps and those to run, after every check (no data touched)."""
+    requested = parse_steps(steps, ds.attrs)
+    to_run = steps_to_run(requested, ds.attrs)
+    label = _label(ds)
+    check_implemented(to_run, ds.attrs)
+    check_references(to_run, refs, label)
+    return requested, to_run
+
+
+def _label(ds: xr.Dataset) -> str:
+    inputs = ds.attrs.get("inputs")
+    return str(inputs[0]) if isinstance(inputs, (list, tuple)) and inputs else ""
+
+
+def _build(ds: xr.Dataset, requested, to_run, refs, params) -> xr.Dataset:
+    ds = _as_float_ramp(ds)
+    rate = None
+    for step in to_run:
+        if step == "group_scale":
+            ds = group_scale(ds)
+        elif step == "dq_init":
+            ds = _simple.dq_init(ds, mask=refs["mask"])
+        elif step == "saturation":
+            sat = refs["saturation"]
+            kw = {"threshold": sat} if isinstance(sat, float) else {"saturation": sat}
+            ds = _simple.saturation(ds, **kw, **params["saturation"])
+        elif step == "superbias":
+            ds = _simple.superbias(ds, superbias=refs["superbias"])
+        elif step == "refpix":
+            ds = _refpix.refpix(ds, **params["refpix"])
+        elif step == "linearity":
+            ds = _simple.linearity(ds, coeffs=refs["linearity"])
+        elif step == "dark_current":
+            ds = _simple.dark_current(ds, dark=_dark_4d(refs["dark"]), **params["dark_current"])
+        elif step in ("firstframe", "lastframe"):
+            ds = firstframe(ds) if step == "firstframe" else lastframe(ds)
+        elif step == "jump":
+            ds = _whole_ramp_axes(ds)
+            ds = _jump.jump(ds, readnoise=_value(refs["readnoise"], ("readnoise",)),
+                            gain=_value(refs["gain"], ("gain",)), **params["jump"])
+        elif step == "rate":
+            ds = _whole_ramp_axes(ds)
+            rate = _ramp_fit.ramp_fit(ds, readnoise=_value(refs["readnoise"], ("readnoise",)),
+                                      gain=_value(refs["gain"], ("gain",)), **params["rate"])
+        else:  # pragma: no cover - check_implemented refuses the others
+            raise PrepError(f"step {step!r} cannot run here")
+    ds = _whole_ramp_axes(ds)
+    if rate is not None:
+        attrs = dict(rate.attrs)
+        ds = xr.merge([ds, rate], combine_attrs="drop_conflicts", compat="override",
+                      join="override")
+        ds.attrs = attrs
+    ds.attrs["prep_requested"] = list(requested)
+    ds.attrs["prep_steps"] = list(to_run)
+    ds.attrs["prep_last_step"] = requested[-1]
+    return ds
+
+
+def prep(
+    ds_or_path: xr.Dataset | str | os.PathLike,
+    *,
+    steps: str | Sequence[str],
+    mask=None,
+    saturation=None,
+    superbias=None,
+    linearity=None,
+    dark=None,
+    readnoise=None,
+    gain=None,
+    chunk_mb: float | None = None,
+    chunk_rows: int | None = None,
+    **params,
+) -> xr.Dataset:
+    """Calibrate one ramp exposure through the requested detector1 steps, lazily.
+
+    Parameters
+    ----------
+    ds_or_path : xarray.Dataset or path-like
+        A ramp (``uncal`` or a partly calibrated ramp such as ``_refpix.fits``), or
+        the Dataset of :func:`daskref.io.fits.open_exposure`. Its ``S_*`` keywords say
+        which steps it already had.
+    steps : str or sequence of str
+        ``ssbsteps`` request: ``"dq_init,saturation"``, ``"refpix-"``, ``"jump+"``
+        (see :func:`daskref.prep.steps.parse_steps`).
+    mask, saturation, superbias, linearity, dark, readnoise, gain : optional
+        Reference data of the steps that run: a path to a CRDS FITS reference file
+        (read lazily: MASK ``DQ``; SATURATION/SUPERBIAS ``SCI`` + ``DQ``; LINEARITY
+        ``COEFFS`` + ``DQ``; DARK ``SCI`` (group, y, x) + ``DQ``; READNOISE/GAIN
+        ``SCI``), an array or xarray object with dims (..., y, x), or a number for
+        ``saturation`` (one threshold, DN), ``readnoise`` (CDS, DN) and ``gain``
+        (e-/DN). Full-frame references are cut to the input's subarray.
+    chunk_mb, chunk_rows : optional
+        Row-slab size when ``ds_or_path`` is a path (see ``open_exposure``).
+    **params
+        Step parameters, with the step functions' defaults: ``n_pix_grow_sat``
+        (saturation); ``odd_even_columns``, ``use_side_ref_pixels``,
+        ``side_smoothing_length``, ``side_gain``, ``odd_even_rows`` (refpix);
+        ``dark_nframes``, ``dark_groupgap`` (dark_current); ``rejection_threshold``,
+        ``three_group_rejection_threshold``, ``four_group_rejection_threshold``,
+        ``flag_4_neighbors``, ``max_jump_to_flag_neighbors``,
+        ``min_jump_to_flag_neighbors`` (jump); ``weighting``, ``save_opt``,
+        ``max_segments`` (ramp fitting).
+
+    Returns
+    -------
+    xarray.Dataset
+        Lazy. ``ramp`` float32 (integration, group, y, x) DN, ``groupdq`` uint8,
+        ``pixeldq`` uint32 (y, x), after the steps; when ramp fitting ran, also its
+        variables (``rate``, ``rate_err``, ..., ``rateints``, ..., and the optional
+        ``slope``... with ``save_opt``). Attributes: the input's header keywords with
+        the ``S_*`` keys of the steps that ran, ``prep_requested`` and
+        ``prep_steps`` (lists of step names) and ``prep_last_step`` (names the
+        product: ``<base>_<suffix>.fits``).
+
+    Raises
+    ------
+    daskref.prep.UnknownStepError
+        Bad ``steps``.
+    daskref.prep.StepNotImplementedError
+        ipc, persistence or rscd would have to run.
+    daskref.prep.MissingReferenceError
+        A step that has to run lacks its reference ("step 'jump' needs a READNOISE
+        reference: give readnoise=... / --readnoise FILE").
+    daskref.io.fits.InputError
+        An unreadable input.
+
+    All of these are raised from the headers alone, before any graph is built.
+    """
+    refs = resolve_references(dict(mask=mask, saturation=saturation, superbias=superbias,
+                                   linearity=linearity, dark=dark, readnoise=readnoise, gain=gain))
+    step_params = _params(params)
+    ds = _open(ds_or_path, chunk_mb, chunk_rows)
+    requested, to_run = _plan(ds, steps, refs)
+    if not to_run:
+        log.info("%s: every requested step is already COMPLETE", _label(ds) or "input")
+    return _build(ds, requested, to_run, refs, step_params)
+
+
+def prep_many(
+    paths: Sequence[str | os.PathLike | xr.Dataset],
+    *,
+    steps: str | Sequence[str],
+    chunk_mb: float | None = None,
+    chunk_rows: int | None = None,
+    **kwargs,
+) -> list[xr.Dataset]:
+    """:func:`prep` for a campaign: every input checked before any graph is built.
+
+    Parameters
+    ----------
+    paths : sequence of path-like or Dataset
+        The exposures (each may have had different steps already).
+    steps, chunk_mb, chunk_rows, **kwargs
+        As for :func:`prep`; reference files are opened once and shared, so their
+        chunks are read once however many inputs use them.
+
+    Returns
+    -------
+    list of xarray.Dataset
+        One lazy result per input, in order. Compute them together
+        (:func:`daskref.io.products.write_products`) to read every input once.
+    """
+    ref_names = [k for k in kwargs if k in REFTYPES]
+    refs = resolve_references({k: kwargs.pop(k) for k in ref_names})
+    refs = {name: refs.get(name) for name in REFTYPES}
+    step_params = _params(kwargs)
+    file_paths = [p for p in paths if not isinstance(p, xr.Dataset)]
+    if file_paths:
+        scan(file_paths)  # every header, duplicates and truncation, first
+    opened = [_open(p, chunk_mb, chunk_rows) for p in paths]
+    plans = [_plan(ds, steps, refs) for ds in opened]
+    return [_build(ds, req, run, refs, step_params)
+            for ds, (req, run) in zip(opened, plans, strict=True)]
