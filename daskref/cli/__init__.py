@@ -142,13 +142,14 @@ def _scheduler(args):
 def _check_output(path: str) -> Path:
     out = Path(path)
     if out.is_dir():
-        raise UsageError(f"{out}: output is a directory; give a file name like {out}/readnoise.fits")
+        raise UsageError(f"{out}: output is a directory; give a file name like {out}/ref.fits")
     if out.suffix.lower() != ".fits":
         raise UsageError(f"{out}: output must end in .fits")
     return out
 
 
 def cmd_readnoise(args) -> int:
+    """``daskref readnoise``: READNOISE reference file from darks."""
     from .. import api
 
     out = _check_output(args.output)
@@ -161,6 +162,7 @@ def cmd_readnoise(args) -> int:
 
 
 def cmd_superbias(args) -> int:
+    """``daskref superbias``: SUPERBIAS reference file (and optional filled superbias)."""
     from .. import api
 
     out = _check_output(args.output)
@@ -177,6 +179,7 @@ def cmd_superbias(args) -> int:
 
 
 def cmd_inventory(args) -> int:
+    """``daskref inventory``: print the inputs' header table."""
     from ..io.fits import inventory
 
     table = inventory(args.files)
@@ -189,6 +192,7 @@ def cmd_inventory(args) -> int:
 
 
 def cmd_simulate(args) -> int:
+    """``daskref simulate``: write simulated exposures and their truth maps."""
     from ..simulate import simulate_campaign, write_truth
 
     t0 = time.perf_counter()
@@ -211,6 +215,7 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    """``daskref demo``: simulate darks, build READNOISE and SUPERBIAS, compare to truth."""
     import numpy as np
 
     from .. import api
@@ -369,6 +374,7 @@ def _report(args, paths):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every ``daskref`` command."""
     parser = argparse.ArgumentParser(
         prog="daskref",
         description="JWST detector calibration reference files from ramp campaigns, with Dask.",
