@@ -382,19 +382,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"daskref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("readnoise", help="READNOISE reference file (CDS noise) from darks")
-    p.add_argument("files", nargs="*", metavar="FILES", help="dark ramp files (uncal or ramp)")
-    p.add_argument("-o", "--output", required=True, help="output .fits")
-    _add_readnoise_options(p)
-    _add_common(p)
-    p.set_defaults(func=cmd_readnoise)
-
-    p = sub.add_parser("superbias", help="SUPERBIAS reference file from darks")
-    p.add_argument("files", nargs="*", metavar="FILES", help="dark ramp files (uncal or ramp)")
-    p.add_argument("-o", "--output", required=True, help="output .fits")
-    _add_superbias_options(p)
-    _add_common(p)
-    p.set_defaults(func=cmd_superbias)
+    for name, text, add_options, func in (
+        ("readnoise", "READNOISE reference file (CDS noise) from darks", _add_readnoise_options,
+         cmd_readnoise),
+        ("superbias", "SUPERBIAS reference file from darks", _add_superbias_options,
+         cmd_superbias),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("files", nargs="*", metavar="FILES", help="dark ramp files (uncal or ramp)")
+        p.add_argument("-o", "--output", required=True, help="output .fits")
+        add_options(p)
+        _add_common(p)
+        p.set_defaults(func=func)
 
     p = sub.add_parser("inventory", help="table of the inputs' headers")
     p.add_argument("files", nargs="*", metavar="FILES")
