@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import dask
+import dask.array as da
 import xarray as xr
 
 from .algorithms import readnoise as _rn
@@ -66,27 +67,43 @@ superbias.__doc__ += "\n" + (_sb.superbias.__doc__ or "")
 def compute(products: Sequence[xr.Dataset], *, progress: bool = False) -> list[xr.Dataset]:
     """Compute several products in one pass over their inputs.
 
-    Uses the active ``distributed`` client if there is one (with its progress bar),
-    else the configured local scheduler (with ``dask.diagnostics.ProgressBar``).
+    Every dask array of every product goes into one ``dask.compute`` (or one
+    ``Client.compute`` when a ``distributed`` client is active, with its progress
+    bar; else ``dask.diagnostics.ProgressBar``), so inputs shared by the products
+    are read once. The arrays are gathered by hand rather than passing the Datasets
+    to ``dask.compute``, which loses tasks of some graphs (map_overlap, full_like)
+    with the dask and xarray versions of late 2026.
     """
+    products = list(products)
+    index, arrays = [], []
+    for i, ds in enumerate(products):
+        for name, var in ds.variables.items():
+            if isinstance(var.data, da.Array):
+                index.append((i, name))
+                arrays.append(var.data)
     client = None
     with contextlib.suppress(ImportError, ValueError):
         from distributed import get_client
 
         client = get_client()
     if client is not None:
-        futures = client.compute(list(products))
+        futures = client.compute(arrays)
         if progress:
             from distributed import progress as dist_progress
 
             dist_progress(futures)
-        return client.gather(futures)
-    if progress:
+        values = client.gather(futures)
+    elif progress:
         from dask.diagnostics import ProgressBar
 
         with ProgressBar(minimum=1.0):
-            return list(dask.compute(*products))
-    return list(dask.compute(*products))
+            values = dask.compute(*arrays)
+    else:
+        values = dask.compute(*arrays)
+    out = [ds.copy() for ds in products]
+    for (i, name), value in zip(index, values, strict=True):
+        out[i].variables[name].data = value
+    return out
 
 
 def write(

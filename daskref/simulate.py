@@ -172,6 +172,7 @@ def make_truth(
     row_noise: float = 0.0,
     cosmic_ray_rate: float = 0.0,
     saturation: float = 65535.0,
+    tframe: float | None = None,
     seed: int = 0,
 ) -> DetectorTruth:
     """Draw the properties of a simulated detector.
@@ -211,6 +212,9 @@ def make_truth(
         Cosmic-ray hits per pixel per second.
     saturation : float
         Saturation level, DN.
+    tframe : float, optional
+        Frame time in seconds; default the detector's for this window size (a small
+        test window can be given full-frame timing to accumulate measurable dark).
     seed : int
         Seed of the truth draw.
     """
@@ -229,7 +233,7 @@ def make_truth(
     noutputs = 4 if (is_full or miri) else 1
     readpatt = (readpatt or ("FAST" if miri else "RAPID")).upper()
     nframes, groupgap = (1, 0) if miri else NIR_READPATT[readpatt]
-    tframe = frame_time(instrument, nx, ny, noutputs)
+    tframe = frame_time(instrument, nx, ny, noutputs) if tframe is None else float(tframe)
     attrs = {
         "TELESCOP": "JWST",
         "INSTRUME": instrument,
