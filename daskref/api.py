@@ -64,8 +64,8 @@ readnoise.__doc__ += "\n" + (_rn.readnoise.__doc__ or "")
 superbias.__doc__ += "\n" + (_sb.superbias.__doc__ or "")
 
 
-def compute(products: Sequence[xr.Dataset], *, progress: bool = False) -> list[xr.Dataset]:
-    """Compute several products in one pass over their inputs.
+def compute(products: Sequence, *, progress: bool = False) -> list:
+    """Compute several products (Datasets or other dask collections) in one pass.
 
     Every dask array of every product goes into one ``dask.compute`` (or one
     ``Client.compute`` when a ``distributed`` client is active, with its progress
@@ -76,8 +76,12 @@ def compute(products: Sequence[xr.Dataset], *, progress: bool = False) -> list[x
     """
     products = list(products)
     index, arrays = [], []
-    for i, ds in enumerate(products):
-        for name, var in ds.variables.items():
+    for i, obj in enumerate(products):
+        if not isinstance(obj, xr.Dataset):  # any other dask collection, whole
+            index.append((i, None))
+            arrays.append(obj)
+            continue
+        for name, var in obj.variables.items():
             if isinstance(var.data, da.Array):
                 index.append((i, name))
                 arrays.append(var.data)
@@ -100,9 +104,12 @@ def compute(products: Sequence[xr.Dataset], *, progress: bool = False) -> list[x
             values = dask.compute(*arrays)
     else:
         values = dask.compute(*arrays)
-    out = [ds.copy() for ds in products]
+    out = [obj.copy() if isinstance(obj, xr.Dataset) else obj for obj in products]
     for (i, name), value in zip(index, values, strict=True):
-        out[i].variables[name].data = value
+        if name is None:
+            out[i] = value
+        else:
+            out[i].variables[name].data = value
     return out
 
 

@@ -136,12 +136,10 @@ def parse_steps(spec: str | Iterable[str], instrument: str | Mapping | None = No
     order = pipeline_steps(instrument)
     if isinstance(spec, str):
         text = spec.strip()
-        if text.endswith("-") and "," not in text:
-            stop = order.index(_canonical(text[:-1], order, instrument))
-            return order[: stop + 1]
-        if text.endswith("+") and "," not in text:
-            start = order.index(_canonical(text[:-1], order, instrument))
-            return order[start:]
+        if text.endswith(("-", "+")) and "," not in text:
+            at = order.index(_canonical(text[:-1], order, instrument))
+            span = order[: at + 1] if text.endswith("-") else order[at:]
+            return _without_unimplemented(span, text)
         names = [n for n in text.split(",") if n.strip()]
     else:
         names = [str(n) for n in spec if str(n).strip()]
@@ -151,6 +149,21 @@ def parse_steps(spec: str | Iterable[str], instrument: str | Mapping | None = No
         )
     wanted = {_canonical(n, order, instrument) for n in names}
     return tuple(s for s in order if s in wanted)
+
+
+def _without_unimplemented(span: tuple[str, ...], text: str) -> tuple[str, ...]:
+    """A range request leaves out the steps daskref does not implement, with a warning.
+
+    ``refpix-`` on NIRCam spans ``ipc``, which the pipeline skips by default, and
+    ``jump-`` spans ``persistence``; neither matters for dark and flat reference
+    data. Asked for by name, they are an error (:func:`check_implemented`).
+    """
+    left_out = [s for s in span if s in NOT_IMPLEMENTED]
+    if left_out:
+        log.warning("%s: leaving out %s, which daskref does not implement "
+                    "(name them explicitly with --backend jwst to run them)",
+                    text, ", ".join(left_out))
+    return tuple(s for s in span if s not in NOT_IMPLEMENTED)
 
 
 def completed_steps(attrs: Mapping) -> tuple[str, ...]:

@@ -101,7 +101,7 @@ def test_prep_command__ramp_product_and_chained_run(setup, tmp_path):
     (["--steps", "jump", "--gain", "2"],
      "step 'jump' needs a READNOISE reference: give readnoise=... / --readnoise FILE"),
     (["--steps", "dq_init,bogus"], "unknown calibration step 'bogus'"),
-    (["--steps", "refpix-"], "step 'ipc' is not implemented by daskref"),
+    (["--steps", "ipc,refpix"], "step 'ipc' is not implemented by daskref"),
     (["--steps", "superbias", "--superbias", "12000"], "must be a file or an array"),
     (["--steps", "superbias", "--superbias", "nope.fits"], "--superbias nope.fits: no such file"),
     (["--steps", "jump", "--backend", "jwst"], "needs the 'jwst' package"),

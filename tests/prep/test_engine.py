@@ -221,7 +221,7 @@ def test_prep__missing_reference_fails_before_reading(flat, monkeypatch):
     with pytest.raises(UnknownStepError):
         prep(campaign.paths[0], steps="dq_init,bogus", **refs)
     with pytest.raises(StepNotImplementedError, match="step 'ipc' is not implemented"):
-        prep(campaign.paths[0], steps="dark_current-", **refs)
+        prep(campaign.paths[0], steps="ipc,dark_current", **refs)
     with pytest.raises(PrepError, match="only gain, readnoise, saturation"):
         prep(campaign.paths[0], steps="superbias", superbias=12000.0)
     with pytest.raises(dfits.InputError, match="no such file"):
