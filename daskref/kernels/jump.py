@@ -124,40 +124,62 @@ def two_point_difference(
         [np.inf, np.inf, three_group_rejection_threshold, four_group_rejection_threshold],
         dtype=np.float64,
     )
-    bad = (np.asarray(groupdq) & _UNUSABLE) != 0
+    bad = ((np.asarray(groupdq) & _UNUSABLE) != 0).reshape(nint, ngroup, npix)
+    flat = data.reshape(nint, ngroup, npix)
+    # pixels are independent: work on blocks of them so that the float64
+    # temporaries stay small whatever the chunk size
     for i in range(nint):
-        samples = data[i].reshape(ngroup, npix).astype(np.float64)
-        samples[bad[i].reshape(ngroup, npix)] = np.nan
-        diffs = np.diff(samples, axis=0)
-        diffs[:, ~usable_pixel] = np.nan
-        ndiff = np.count_nonzero(~np.isnan(diffs), axis=0)
-        active = np.flatnonzero(ndiff >= 2)
-        while active.size:
-            sub = diffs[:, active]
-            n = ndiff[active]
-            srt = np.sort(sub, axis=0)  # NaN sort last
-            used = np.where(n >= 4, n - 1, n)  # drop the largest when n >= 4
-            lo = np.where(n == 2, 0, (used - 1) // 2)
-            hi = np.where(n == 2, 0, used // 2)
-            cols = np.arange(active.size)
-            ref = 0.5 * (srt[lo, cols] + srt[hi, cols])
-            sigma = np.sqrt(np.abs(ref) / g[active] + rn2[active])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.abs(sub - ref) / sigma
-            ratio = np.where(np.isnan(ratio), -np.inf, ratio)
-            k = np.argmax(ratio, axis=0)
-            best = ratio[k, cols]
-            thr = np.where(n >= 4, rejection_threshold, thresholds[np.minimum(n, 3)])
-            hit = best > thr
-            pix = active[hit]
-            kk = k[hit]
-            diffs[kk, pix] = np.nan
-            ndiff[pix] -= 1
-            jump[i, kk + 1, pix] = True
-            ratio_out[i, kk + 1, pix] = best[hit]
-            active = pix[ndiff[pix] >= 2]
+        for p0 in range(0, npix, PIXEL_BLOCK):
+            sl = slice(p0, min(p0 + PIXEL_BLOCK, npix))
+            _detect_block(
+                flat[i, :, sl], bad[i, :, sl], usable_pixel[sl], rn2[sl], g[sl],
+                jump[i, :, sl], ratio_out[i, :, sl],
+                rejection_threshold=rejection_threshold, thresholds=thresholds,
+            )
     return jump.reshape(data.shape), ratio_out.reshape(data.shape)
 
+
+
+#: Pixels searched together by :func:`two_point_difference`.
+PIXEL_BLOCK = 16384
+
+
+def _detect_block(data, bad, usable_pixel, rn2, g, jump, ratio_out, *, rejection_threshold,
+                  thresholds):
+    """Two-point difference search on ``data`` (group, pixel) of one integration.
+
+    Writes into ``jump`` (group, pixel) bool and ``ratio_out`` (group, pixel) float32.
+    """
+    samples = data.astype(np.float64)
+    samples[bad] = np.nan
+    diffs = np.diff(samples, axis=0)
+    diffs[:, ~usable_pixel] = np.nan
+    ndiff = np.count_nonzero(~np.isnan(diffs), axis=0)
+    active = np.flatnonzero(ndiff >= 2)
+    while active.size:
+        sub = diffs[:, active]
+        n = ndiff[active]
+        srt = np.sort(sub, axis=0)  # NaN sort last
+        used = np.where(n >= 4, n - 1, n)  # drop the largest when n >= 4
+        lo = np.where(n == 2, 0, (used - 1) // 2)
+        hi = np.where(n == 2, 0, used // 2)
+        cols = np.arange(active.size)
+        ref = 0.5 * (srt[lo, cols] + srt[hi, cols])
+        sigma = np.sqrt(np.abs(ref) / g[active] + rn2[active])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.abs(sub - ref) / sigma
+        ratio = np.where(np.isnan(ratio), -np.inf, ratio)
+        k = np.argmax(ratio, axis=0)
+        best = ratio[k, cols]
+        thr = np.where(n >= 4, rejection_threshold, thresholds[np.minimum(n, 3)])
+        hit = best > thr
+        pix = active[hit]
+        kk = k[hit]
+        diffs[kk, pix] = np.nan
+        ndiff[pix] -= 1
+        jump[kk + 1, pix] = True
+        ratio_out[kk + 1, pix] = best[hit]
+        active = pix[ndiff[pix] >= 2]
 
 def neighbor_sources(
     jump: np.ndarray,
@@ -230,7 +252,8 @@ def detect_jumps_packed(
         three_group_rejection_threshold=three_group_rejection_threshold,
         four_group_rejection_threshold=four_group_rejection_threshold,
     )
-    out = (np.asarray(groupdq).astype(np.uint16)) | np.where(jump, dq.JUMP_DET, 0).astype(np.uint16)
+    out = np.asarray(groupdq).astype(np.uint16)
+    np.bitwise_or(out, np.uint16(dq.JUMP_DET), out=out, where=jump)
     if flag_4_neighbors:
         src = neighbor_sources(
             jump,
@@ -238,7 +261,7 @@ def detect_jumps_packed(
             max_jump_to_flag_neighbors=max_jump_to_flag_neighbors,
             min_jump_to_flag_neighbors=min_jump_to_flag_neighbors,
         )
-        out |= np.where(src, _NEIGHBOR_BIT, 0).astype(np.uint16)
+        np.bitwise_or(out, np.uint16(_NEIGHBOR_BIT), out=out, where=src)
     return out
 
 

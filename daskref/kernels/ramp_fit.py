@@ -12,6 +12,7 @@ from typing import Literal
 import numpy as np
 
 from daskref import dq
+from daskref.kernels._groups import running_count, running_or
 
 #: Signal-to-noise thresholds (exclusive lower bounds) and the weighting exponent P
 #: used above each of them (Fixsen et al. 2000, table as in the JWST documentation).
@@ -109,33 +110,36 @@ def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _fit_segment(y, m, t, *, tgroup, rn, gain, gain_ok, rate_pos, optimal):
-    """Fit the groups ``m`` (G, Y, X) of ``y`` (zeros where not ``m``).
+    """Fit the groups ``m`` (G, ...) of ``y`` (zeros where not ``m``).
 
-    Returns a dict of (Y, X) float64 arrays; entries are meaningful where ``n >= 2``
-    (a fit) or ``n == 1`` (a single group, slope = value / time).
+    Returns a dict of (...) float64 arrays (one value per pixel); entries are
+    meaningful where ``n >= 2`` (a fit) or ``n == 1`` (a single group, slope =
+    value / time).
     """
     n, first, last = _first_last(m)
     y_first = _take(y, first)
     t_first = t[first]
     t_single = t_first
-    xc = np.where(m, t[:, None, None] - t_first, 0.0)  # time from the segment's first group
+    tcol = t.reshape((-1,) + (1,) * (m.ndim - 1))
+    xc = np.where(m, tcol - t_first, 0.0)  # time from the segment's first group
     with np.errstate(divide="ignore", invalid="ignore"):
         if optimal:
             diff = _take(y, last) - y_first  # DN over the segment
             sig2_e = (rn * gain) ** 2 + diff * gain  # variance of diff*gain, e-^2
             snr = np.where((sig2_e > 0) & gain_ok, diff * gain / np.sqrt(sig2_e), 0.0)
             power = optimal_power(np.where(snr > 0, snr, 0.0))
-            k = np.arange(m.shape[0])[:, None, None] - first  # group index within segment
+            k = np.arange(m.shape[0]).reshape(tcol.shape) - first  # index within segment
             mid = (last - first) / 2.0
             w = np.abs((k - mid) / mid) ** power
             w = np.where(m & (mid > 0), w, 0.0)
         else:
             w = m.astype(np.float64)
+        wx = w * xc
         s1 = w.sum(axis=0)
-        sx = (w * xc).sum(axis=0)
-        sxx = (w * xc * xc).sum(axis=0)
+        sx = wx.sum(axis=0)
+        sxx = (wx * xc).sum(axis=0)
         sy = (w * y).sum(axis=0)
-        sxy = (w * xc * y).sum(axis=0)
+        sxy = (wx * y).sum(axis=0)
         det = s1 * sxx - sx * sx
         fit = (n >= 2) & (det > 0)
         single = n == 1
@@ -284,37 +288,78 @@ def fit_ramps(
     if data.ndim != 4:
         raise ValueError(f"data must be (integration, group, y, x); got shape {data.shape}")
     nint, ngroup, ny, nx = data.shape
-    y_all = data.astype(np.float64)
-    gdq = (np.zeros(data.shape, dq.GROUP_DTYPE) if groupdq is None
-           else np.asarray(groupdq).astype(dq.GROUP_DTYPE, copy=False))
-    pdq = (np.zeros((ny, nx), dq.PIXEL_DTYPE) if pixeldq is None
-           else np.asarray(pixeldq).astype(dq.PIXEL_DTYPE))
-    shape2 = (ny, nx)
+    npix = ny * nx
+    flat = data.reshape(nint, ngroup, npix)
+    gdq = (np.zeros(flat.shape, dq.GROUP_DTYPE) if groupdq is None
+           else np.asarray(groupdq).astype(dq.GROUP_DTYPE, copy=False).reshape(flat.shape))
+    pdq = (np.zeros(npix, dq.PIXEL_DTYPE) if pixeldq is None
+           else np.broadcast_to(np.asarray(pixeldq).astype(dq.PIXEL_DTYPE), (ny, nx)).ravel())
+    cds = np.broadcast_to(np.asarray(readnoise, dtype=np.float64), (ny, nx)).ravel()
+    gain = np.broadcast_to(np.asarray(gain, dtype=np.float64), (ny, nx)).ravel()
 
-    cds = np.broadcast_to(np.asarray(readnoise, dtype=np.float64), shape2)
+    if max_segments is None:  # the largest number of segments in the data
+        jumps = (gdq[:, 1:] & dq.JUMP_DET) != 0
+        max_segments = int(jumps.sum(axis=1, dtype=np.int32).max()) + 1 if jumps.size else 1
+    max_cr = max(max_segments - 1, 1)
+
+    per_int = ("rateints", "rateints_err", "rateints_var_poisson", "rateints_var_rnoise",
+               "dq_ints")
+    shapes = {k: (nint,) if k in per_int else () for k in RATE_NAMES}
+    if save_opt:
+        shapes |= {k: (nint, max_segments) for k in OPT_NAMES}
+        shapes |= {"pedestal": (nint,), "crmag": (nint, max_cr)}
+    out = {}
+    # Every pixel is independent: fit blocks of pixels, so that the float64
+    # temporaries stay small (and in cache) whatever the chunk size.
+    for p0 in range(0, npix, PIXEL_BLOCK):
+        sl = slice(p0, min(p0 + PIXEL_BLOCK, npix))
+        block = _fit_pixels(
+            flat[..., sl], gdq[..., sl], pdq[sl], cds[sl], gain[sl], tgroup=tgroup,
+            nframes=nframes, groupgap=groupgap, optimal=weighting == "optimal",
+            save_opt=save_opt, max_segments=max_segments, max_cr=max_cr,
+        )
+        for k, v in block.items():
+            if k not in out:
+                out[k] = np.empty(shapes[k] + (npix,), dtype=v.dtype)
+            out[k][..., sl] = v
+    return {k: v.reshape(shapes[k] + (ny, nx)) for k, v in out.items()}
+
+
+#: Pixels fit together by :func:`fit_ramps`: bounds its float64 temporaries (a few
+#: tens of bytes per pixel, group and integration of the block).
+PIXEL_BLOCK = 8192
+
+
+def _fit_pixels(data, gdq, pdq, cds, gain, *, tgroup, nframes, groupgap, optimal, save_opt,
+                max_segments, max_cr):
+    """Run :func:`fit_ramps` on a block of pixels.
+
+    ``data``/``gdq`` are (integration, group, pixel), ``pdq``/``cds``/``gain``
+    (pixel,); the outputs have a last ``pixel`` axis.
+    """
+    nint, ngroup, npix = data.shape
+    y_all = data.astype(np.float64)
+    shape2 = (npix,)
+
     rn = cds / np.sqrt(2.0) / np.sqrt(nframes)  # per-group read noise, DN
     rn_ok = np.isfinite(rn) & (rn > 0)
     rn = np.where(rn_ok, rn, 1.0)
-    gain = np.broadcast_to(np.asarray(gain, dtype=np.float64), shape2)
     gain_ok = np.isfinite(gain) & (gain > 0)
     gain = np.where(gain_ok, gain, 1.0)
 
     t = group_times(ngroup, tgroup, nframes, groupgap)
     sat = (gdq & dq.SATURATED) != 0
-    good = (
-        ~np.logical_or.accumulate(sat, axis=1)
-        & ((gdq & dq.DO_NOT_USE) == 0)
-        & np.isfinite(y_all)
-    )
+    good = ~running_or(sat) & ((gdq & dq.DO_NOT_USE) == 0) & np.isfinite(y_all)
     jump = (gdq & dq.JUMP_DET) != 0
     jump[:, 0] = False
-    segid = np.cumsum(jump, axis=1)
+    segid = running_count(jump)
     y_all = np.where(good, y_all, 0.0)
 
     # Poisson rate estimate: median of usable first differences over all integrations
     ok_diff = good[:, 1:] & good[:, :-1] & ~jump[:, 1:]
     diffs = np.where(ok_diff, y_all[:, 1:] - y_all[:, :-1], np.nan)
     r_est = _masked_median(diffs.reshape((-1,) + shape2)) / tgroup
+    del diffs, ok_diff
     m0 = good & (segid == 0)
     n0 = m0.sum(axis=1)
     first0 = np.argmax(m0, axis=1)
@@ -325,11 +370,6 @@ def fit_ramps(
     r_est = np.where(np.isfinite(r_est), r_est, _masked_median(single_rates))
     pois_ok = gain_ok & np.isfinite(r_est) & (r_est > 0)
     rate_pos = np.where(pois_ok, r_est, 0.0)
-
-    nseg_data = int(segid.max()) + 1 if segid.size else 1
-    if max_segments is None:
-        max_segments = nseg_data
-    max_cr = max(max_segments - 1, 1)
 
     rateints = np.full((nint,) + shape2, np.nan)
     var_r_int = np.full((nint,) + shape2, np.nan)
@@ -343,35 +383,39 @@ def fit_ramps(
         crmag = np.zeros((nint, max_cr) + shape2)
 
     for i in range(nint):
-        nseg = int(segid[i].max()) + 1 if ngroup else 0
-        segs = [
-            _fit_segment(
-                y_all[i], good[i] & (segid[i] == s), t, tgroup=tgroup, rn=rn, gain=gain,
-                gain_ok=gain_ok, rate_pos=rate_pos, optimal=weighting == "optimal",
-            )
-            for s in range(nseg)
-        ]
+        nseg_pix = segid[i, -1] + 1 if ngroup else np.zeros(shape2, np.int64)
+        nseg = int(nseg_pix.max()) if ngroup else 0
+        # segment s is fit only on the pixels that have it (s + 1 segments or more):
+        # elsewhere it has no group and contributes nothing
+        segs = []
+        for s in range(nseg):
+            pix = slice(None) if s == 0 else np.flatnonzero(nseg_pix > s)
+            segs.append((pix, _fit_segment(
+                y_all[i][:, pix], good[i][:, pix] & (segid[i][:, pix] == s), t,
+                tgroup=tgroup, rn=rn[pix], gain=gain[pix], gain_ok=gain_ok[pix],
+                rate_pos=rate_pos[pix], optimal=optimal,
+            )))
         any_multi = np.zeros(shape2, bool)
-        for seg in segs:
-            any_multi |= seg["n"] >= 2
+        for pix, seg in segs:
+            any_multi[pix] |= seg["n"] >= 2
         sum_inv_c = np.zeros(shape2)
         sum_slope = np.zeros(shape2)
         sum_inv_r = np.zeros(shape2)
         sum_inv_p = np.zeros(shape2)
-        for s, seg in enumerate(segs):
-            use = rn_ok & ((seg["n"] >= 2) | ((s == 0) & (seg["n"] == 1) & ~any_multi))
+        for s, (pix, seg) in enumerate(segs):
+            use = rn_ok[pix] & ((seg["n"] >= 2) | ((s == 0) & (seg["n"] == 1) & ~any_multi[pix]))
             with np.errstate(divide="ignore", invalid="ignore"):
                 inv_c = np.where(use, 1.0 / (seg["var_r"] + seg["var_p"]), 0.0)
-                sum_inv_r += np.where(use, 1.0 / seg["var_r"], 0.0)
-                sum_inv_p += np.where(use & pois_ok, 1.0 / seg["var_p"], 0.0)
-            sum_inv_c += inv_c
-            sum_slope += np.where(use, inv_c * seg["slope"], 0.0)
+                sum_inv_r[pix] += np.where(use, 1.0 / seg["var_r"], 0.0)
+                sum_inv_p[pix] += np.where(use & pois_ok[pix], 1.0 / seg["var_p"], 0.0)
+            sum_inv_c[pix] += inv_c
+            sum_slope[pix] += np.where(use, inv_c * seg["slope"], 0.0)
             if save_opt and s < max_segments:
                 for key, src in (("slope", "slope"), ("sigslope", "sigslope"),
                                  ("var_poisson", "var_p"), ("var_rnoise", "var_r"),
                                  ("yint", "yint"), ("sigyint", "sigyint")):
-                    opt[key][i, s] = np.where(use, seg[src], np.nan)
-                opt["weights"][i, s] = inv_c
+                    opt[key][i, s, pix] = np.where(use, seg[src], np.nan)
+                opt["weights"][i, s, pix] = inv_c
         has = sum_inv_c > 0
         with np.errstate(divide="ignore", invalid="ignore"):
             rateints[i] = np.where(has, sum_slope / sum_inv_c, np.nan)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from daskref import dq
+from daskref.kernels._groups import running_or
 
 
 def saturation_groupdq(data: np.ndarray, threshold, *, ad_floor: float | None = 0.0) -> np.ndarray:
@@ -32,7 +33,7 @@ def saturation_groupdq(data: np.ndarray, threshold, *, ad_floor: float | None = 
     data = np.asarray(data)
     with np.errstate(invalid="ignore"):
         sat = data >= np.asarray(threshold)
-    sat = np.logical_or.accumulate(sat, axis=1)
+    sat = running_or(sat)
     flags = np.where(sat, np.uint8(dq.SATURATED), np.uint8(0))
     if ad_floor is not None:
         with np.errstate(invalid="ignore"):

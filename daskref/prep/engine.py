@@ -133,26 +133,6 @@ def _value(ref, names: tuple[str, ...]):
     return ref
 
 
-def _dark_4d(ref):
-    """A 3-D (group, y, x) dark as (integration=1, group, y, x).
-
-    Same meaning for ``dark_current`` (the dark's last integration serves every
-    science integration); works around the step's handling of the science
-    ``integration`` coordinate with 3-D darks.
-    """
-    if isinstance(ref, xr.Dataset):
-        out = ref.copy()
-        for name, var in ref.data_vars.items():
-            if name not in ("dq", "DQ") and var.ndim == 3:
-                out[name] = var.expand_dims("integration")
-        return out
-    if isinstance(ref, xr.DataArray):
-        return ref.expand_dims("integration") if ref.ndim == 3 else ref
-    if np.ndim(ref) == 3:
-        return ref[None]
-    return ref
-
-
 # --------------------------------------------------------------------------- extra steps
 
 
@@ -310,7 +290,7 @@ def _build(ds: xr.Dataset, requested, to_run, refs, params) -> xr.Dataset:
         elif step == "linearity":
             ds = _simple.linearity(ds, coeffs=refs["linearity"])
         elif step == "dark_current":
-            ds = _simple.dark_current(ds, dark=_dark_4d(refs["dark"]), **params["dark_current"])
+            ds = _simple.dark_current(ds, dark=refs["dark"], **params["dark_current"])
         elif step in ("firstframe", "lastframe"):
             ds = firstframe(ds) if step == "firstframe" else lastframe(ds)
         elif step == "jump":

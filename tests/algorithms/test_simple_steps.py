@@ -368,6 +368,20 @@ def test_dark_current__integration_dependent_dark_and_dq():
     assert out.pixeldq.values[0, 0] == dq.UNRELIABLE_DARK
 
 
+def test_dark_current__3d_dark_with_integration_coordinates():
+    # open_exposure results carry integration coordinates (and per-integration
+    # non-index coordinates); a (group, y, x) dark serves every integration
+    ds = make_ds().assign_coords(
+        integration=np.arange(NINT), group=np.arange(NGROUP),
+        file=("integration", ["a.fits"] * NINT),
+    )
+    dark = _dark(NGROUP)
+    for ref in (dark, xr.DataArray(dark, dims=("group", "y", "x"))):
+        out = dark_current(ds.chunk({"y": 5}), dark=ref).compute()
+        np.testing.assert_array_equal(out.ramp.values, ds.ramp.values - dark[None])
+        xr.testing.assert_identical(out.ramp.coords.to_dataset(), ds.ramp.coords.to_dataset())
+
+
 # --- every step: chunked == eager, lazy, no mutation ------------------------------
 
 

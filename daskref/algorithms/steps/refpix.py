@@ -22,13 +22,24 @@ MIRI (1024 x 1032, 4 reference columns each side, amplifiers interleaved ``x % 4
     corrected.
 
 Laziness and chunking: the statistics need only the reference rows and columns, a
-few rows/columns of the ramp. They are gathered lazily into small arrays (one chunk
-along the pixel axes, the ramp's chunks along integration and group), reduced by the
-kernels of :mod:`daskref.kernels.refpix` to per-(integration, group, class) offsets
-and per-(integration, group, row) side signals, and these small arrays are rechunked
-to the ramp's chunks and subtracted by broadcasting. Every task holds one ramp chunk
-plus these small arrays, any chunking of ``integration``, ``group``, ``y`` and ``x`` is
-accepted, and the result does not depend on it.
+few rows/columns of the ramp. They are gathered lazily into small arrays (the ramp's
+chunks along integration and group), reduced by the kernels of
+:mod:`daskref.kernels.refpix` to per-(integration, group, class) offsets and
+per-(integration, group, row) side signals, and subtracted by broadcasting. Any
+chunking of ``integration``, ``group``, ``y`` and ``x`` is accepted, and the result
+does not depend on it.
+
+Dependencies along ``y`` (what bounds memory on row slabs): near-IR full-width data
+(4 outputs) need, for a row slab, the slab itself, the slabs holding the top/bottom
+reference rows (the first and last slabs) and ``side_smoothing_length // 2`` rows of
+each neighbouring slab for the running median; so a slab can be corrected as soon as
+its neighbours have been read, and memory stays bounded by a few slabs whatever the
+ramp's height. MIRI and near-IR single-output data use one clipped mean over
+reference pixels found in every row (the MIRI reference columns; the single-output
+reference columns), so each corrected slab depends on all the slabs of its
+integration and group: with row slabs, every slab of those is held in memory until
+the offsets are known (bounding that would need a first pass over the file for the
+reference pixels, i.e. reading it twice).
 """
 
 from __future__ import annotations
@@ -307,14 +318,20 @@ def _correct_nir(data, pixeldq, geo, *, odd_even_columns, use_side_ref_pixels,
     classes, ncls = _nir_classes(geo, (ny, nx), odd_even_columns)
     good = _good(pixeldq)
 
-    # top / bottom reference rows -> offsets per (integration, group, class)
-    edge_rows = np.flatnonzero((rows_ff < b) | (rows_ff >= full_rows - b))
+    # top / bottom reference rows -> offsets per (integration, group, class). The
+    # reference rows are basic slices at the ends of the data, so the offsets depend
+    # only on the row slabs that hold them.
+    bottom = np.flatnonzero(rows_ff < b)
+    top = np.flatnonzero(rows_ff >= full_rows - b)
+    edge_rows = np.r_[bottom, top]
     if edge_rows.size:
         is_top = (rows_ff[edge_rows] >= full_rows - b).astype(np.int64)
         labels = (is_top[:, None] * ncls + classes[None, :]).ravel()
-        values = data[:, :, edge_rows, :].rechunk({2: -1, 3: -1})
+        pieces = [(data[:, :, r[0]:r[-1] + 1, :], good[r[0]:r[-1] + 1, :])
+                  for r in (bottom, top) if r.size]
+        values = da.concatenate([v for v, _ in pieces], axis=2).rechunk({2: -1, 3: -1})
         values = values.reshape(ni, ng, edge_rows.size * nx)
-        gsel = good[edge_rows, :].rechunk(-1).reshape(-1)
+        gsel = da.concatenate([g for _, g in pieces], axis=0).rechunk(-1).reshape(-1)
         offsets = _class_offsets(values, gsel, labels, nsets=2, nclasses=ncls)
     else:
         offsets = da.zeros((ni, ng, ncls), chunks=(data.chunks[0], data.chunks[1], ncls))
@@ -323,37 +340,73 @@ def _correct_nir(data, pixeldq, geo, *, odd_even_columns, use_side_ref_pixels,
 
     side_cols = np.flatnonzero((cols_ff < b) | (cols_ff >= full_cols - b))
     if use_side_ref_pixels and side_cols.size:
-        side = da.blockwise(
-            _side_block, "igy",
-            data[:, :, :, side_cols].rechunk({2: -1, 3: -1}), "igys",
-            offsets.rechunk({2: -1}), "igc",
-            good[:, side_cols].rechunk(-1), "ys",
-            concatenate=True,
-            dtype=np.float64,
-            meta=np.empty((0, 0, 0), dtype=np.float64),
+        side = _side_signal(
+            data, good, offsets, side_cols,
             side_classes=classes[side_cols],
             is_left=cols_ff[side_cols] < b,
             length=side_smoothing_length,
             row_start=y0,
             full_rows=full_rows,
         )
-        side = (side_gain * side).astype(np.float32).rechunk({2: data.chunks[2]})
+        side = (side_gain * side).astype(np.float32)
         correction = correction + side[:, :, :, None]
     return data - correction.astype(data.dtype)
 
 
-def _side_block(values, offsets, good, *, side_classes, is_left, length, row_start,
-                full_rows):
-    """Side reference signal per (integration, group, row), offsets already removed."""
-    corrected = values.astype(np.float64) - offsets[:, :, None, :][..., side_classes]
-    shape = values.shape[:3]
+def _side_signal(data, good, offsets, side_cols, *, side_classes, is_left, length,
+                 row_start, full_rows):
+    """Side reference signal (integration, group, y), float64, DN, chunked like ``data``.
+
+    The running median of row ``y`` needs the side reference pixels of rows
+    ``y - h .. y + h`` only (``h = length // 2``; the rows reflected at a detector
+    edge are within the same distance), so each row slab of ``data`` gets its signal
+    from the side columns of its own rows plus ``h`` rows of each neighbour slab:
+    memory and dependencies stay local along ``y``. Each slab's window is handed to
+    :func:`running_median_rows` with its own first row, which gives exactly the
+    values of the whole-column computation.
+    """
+    ny = data.shape[2]
+    half = (length + (length % 2 == 0)) // 2
+    values = data[:, :, :, side_cols].rechunk({3: -1})
+    side_good = good[:, side_cols].rechunk({1: -1})
+    # offsets removed elementwise, in float64, before the windows are cut
+    offs = offsets.rechunk({2: -1})[:, :, side_classes].rechunk({2: -1})
+    values = values.astype(np.float64) - offs[:, :, None, :]
+    bounds = np.cumsum((0,) + data.chunks[2])
+    slabs = []
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        a, z = max(lo - half, 0), min(hi + half, ny)
+        window = values[:, :, a:z, :].rechunk({2: -1})
+        slabs.append(da.map_blocks(
+            _side_block, window, side_good[a:z].rechunk(-1),
+            drop_axis=3,
+            chunks=window.chunks[:2] + ((hi - lo,),),
+            dtype=np.float64,
+            meta=np.empty((0, 0, 0), dtype=np.float64),
+            core=slice(lo - a, hi - a),
+            is_left=is_left,
+            length=length,
+            row_start=row_start + a,
+            full_rows=full_rows,
+        ))
+    return da.concatenate(slabs, axis=2)
+
+
+def _side_block(values, good, *, core, is_left, length, row_start, full_rows):
+    """Side signal of the ``core`` rows of a window of offset-corrected side pixels.
+
+    ``values`` (integration, group, y, column) float64 and ``good`` (y, column) cover
+    the window starting at full-frame row ``row_start``; returns (integration, group,
+    core rows).
+    """
+    shape = values.shape[:2] + (core.stop - core.start,)
     estimates = []
     for mask in (is_left, ~is_left):
         if mask.any():
             estimates.append(running_median_rows(
-                corrected[..., mask], good[:, mask], length,
+                values[..., mask], good[:, mask], length,
                 row_start=row_start, full_rows=full_rows,
-            ))
+            )[..., core])
         else:
             estimates.append(np.full(shape, np.nan))
     signal = mean_ignoring_nan(*estimates)

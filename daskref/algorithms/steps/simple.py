@@ -315,8 +315,10 @@ def dark_current(
         nd = averaged.sizes["integration"]
         which = np.minimum(np.arange(ds.sizes["integration"]), nd - 1)
         averaged = averaged.isel(integration=which)
+    # only the dims the dark has: a 3-D (group, y, x) dark broadcasts over integrations
     averaged = averaged.assign_coords(
-        {c: ds.coords[c] for c in ("group", "integration") if c in ds.coords}
+        {c: ds.coords[c] for c in ("group", "integration")
+         if c in ds.coords and c in averaged.dims}
     )
 
     out = ds.copy()
