@@ -13,15 +13,13 @@ them together reads every input byte once.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-import dask
-import dask.array as da
 import xarray as xr
 
+from ._compute import compute
 from .algorithms import readnoise as _rn
 from .algorithms import superbias as _sb
 from .io.crds import CrdsMeta
@@ -62,55 +60,6 @@ def superbias(inputs: Inputs, *, chunk_mb: float | None = None, **params) -> xr.
 
 readnoise.__doc__ += "\n" + (_rn.readnoise.__doc__ or "")
 superbias.__doc__ += "\n" + (_sb.superbias.__doc__ or "")
-
-
-def compute(products: Sequence, *, progress: bool = False) -> list:
-    """Compute several products (Datasets or other dask collections) in one pass.
-
-    Every dask array of every product goes into one ``dask.compute`` (or one
-    ``Client.compute`` when a ``distributed`` client is active, with its progress
-    bar; else ``dask.diagnostics.ProgressBar``), so inputs shared by the products
-    are read once. The arrays are gathered by hand rather than passing the Datasets
-    to ``dask.compute``, which loses tasks of some graphs (map_overlap, full_like)
-    with the dask and xarray versions of late 2026.
-    """
-    products = list(products)
-    index, arrays = [], []
-    for i, obj in enumerate(products):
-        if not isinstance(obj, xr.Dataset):  # any other dask collection, whole
-            index.append((i, None))
-            arrays.append(obj)
-            continue
-        for name, var in obj.variables.items():
-            if isinstance(var.data, da.Array):
-                index.append((i, name))
-                arrays.append(var.data)
-    client = None
-    with contextlib.suppress(ImportError, ValueError):
-        from distributed import get_client
-
-        client = get_client()
-    if client is not None:
-        futures = client.compute(arrays)
-        if progress:
-            from distributed import progress as dist_progress
-
-            dist_progress(futures)
-        values = client.gather(futures)
-    elif progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar(minimum=1.0):
-            values = dask.compute(*arrays)
-    else:
-        values = dask.compute(*arrays)
-    out = [obj.copy() if isinstance(obj, xr.Dataset) else obj for obj in products]
-    for (i, name), value in zip(index, values, strict=True):
-        if name is None:
-            out[i] = value
-        else:
-            out[i].variables[name].data = value
-    return out
 
 
 def write(

@@ -454,7 +454,7 @@ def write_products(results: xr.Dataset | Sequence[xr.Dataset], outdir: str | os.
     list of pathlib.Path
         Every file or store written. On failure no final file is left behind.
     """
-    from daskref.api import compute
+    from daskref._compute import compute
 
     if isinstance(results, xr.Dataset):
         results = [results]
