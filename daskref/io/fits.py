@@ -374,6 +374,7 @@ def open_exposure(
     *,
     chunk_mb: float | None = None,
     chunk_rows: int | None = None,
+    row_chunks: Sequence[int] | None = None,
 ) -> xr.Dataset:
     """Open one ramp exposure lazily.
 
@@ -385,6 +386,8 @@ def open_exposure(
         Target size of one row slab of SCI (default 64 MB).
     chunk_rows : int, optional
         Rows per slab, overriding ``chunk_mb``.
+    row_chunks : sequence of int, optional
+        Explicit slab heights (summing to the number of rows), overriding both.
 
     Returns
     -------
@@ -396,7 +399,7 @@ def open_exposure(
         Nothing is read until computed.
     """
     info = read_info(path)
-    return open_infos([info], chunk_mb=chunk_mb, chunk_rows=chunk_rows)
+    return open_infos([info], chunk_mb=chunk_mb, chunk_rows=chunk_rows, row_chunks=row_chunks)
 
 
 def open_stack(
@@ -432,10 +435,16 @@ def open_stack(
     return open_infos(infos, chunk_mb=chunk_mb, chunk_rows=chunk_rows)
 
 
-def open_infos(infos: Sequence[ExposureInfo], *, chunk_mb=None, chunk_rows=None) -> xr.Dataset:
+def open_infos(infos: Sequence[ExposureInfo], *, chunk_mb=None, chunk_rows=None,
+               row_chunks: Sequence[int] | None = None) -> xr.Dataset:
     """Open already scanned (and, for several, stack-checked) exposures."""
     ny = infos[0].shape[2]
-    rows = row_chunks_for(ny, _stack_bytes_per_row(infos), chunk_mb, chunk_rows)
+    if row_chunks is not None:
+        rows = tuple(int(r) for r in row_chunks)
+        if sum(rows) != ny or min(rows) < 1:
+            raise ValueError(f"row_chunks {rows} do not split the {ny} rows")
+    else:
+        rows = row_chunks_for(ny, _stack_bytes_per_row(infos), chunk_mb, chunk_rows)
     arrays = [_exposure_arrays(info, rows) for info in infos]
     ramp = da.concatenate([a[0] for a in arrays], axis=0) if len(arrays) > 1 else arrays[0][0]
     have_gdq = all(a[1] is not None for a in arrays)

@@ -227,8 +227,10 @@ def _allocate(path: str, headers: Sequence[tuple[int, bytes]], size: int) -> str
     return path
 
 
-def _write_block(allocated: str, target: _MemmapRegion, region, block) -> int:
-    target.write(region, block)
+def _write_slab(_allocated, targets, regions, *blocks) -> int:
+    """Store one row slab of several arrays (possibly of several files)."""
+    for target, region, block in zip(targets, regions, blocks, strict=True):
+        target.write(region, block)
     return 0
 
 
@@ -250,9 +252,8 @@ def tmp_path(path: str | os.PathLike) -> Path:
     return path.with_name(f".{path.name}.part-{os.getpid()}")
 
 
-def fits_writer(path: str | os.PathLike, primary: Mapping,
-                extensions: Sequence[tuple[str, object, np.dtype, Mapping]]):
-    """Lazy, streaming, atomic write of a multi-extension FITS file.
+class FitsPlan:
+    """The byte layout of one FITS file to stream, and the arrays that fill it.
 
     Parameters
     ----------
@@ -263,57 +264,116 @@ def fits_writer(path: str | os.PathLike, primary: Mapping,
     extensions : sequence of (EXTNAME, array, dtype, extra header keywords)
         ``array`` is a dask or numpy array in C order of the FITS axes reversed
         (e.g. (integration, group, y, x)).
+    """
+
+    def __init__(self, path: str | os.PathLike,
+                 primary: Mapping, extensions: Sequence[tuple[str, object, np.dtype, Mapping]]):
+        self.path = Path(path)
+        self.tmp = str(tmp_path(self.path))
+        phdr = fits.PrimaryHDU().header
+        phdr["EXTEND"] = True
+        for key, value in primary.items():
+            if key == "HISTORY":
+                for line in value:
+                    phdr.add_history(line)
+            else:
+                phdr[key] = value
+        self.headers = [(0, phdr.tostring(padding=True).encode("ascii"))]
+        pos = len(self.headers[0][1])
+        self.targets: list[tuple[da.Array, _MemmapRegion]] = []
+        for name, array, dtype, extra in extensions:
+            dtype = np.dtype(dtype)
+            shape = tuple(int(n) for n in np.shape(array))
+            text = _image_header(name, shape, dtype, extra).tostring(padding=True).encode("ascii")
+            self.headers.append((pos, text))
+            pos += len(text)
+            nbytes = int(np.prod(shape)) * dtype.itemsize
+            arr = array if isinstance(array, da.Array) else da.from_array(np.asarray(array))
+            self.targets.append((arr, _MemmapRegion(self.tmp, pos, shape, dtype)))
+            pos += nbytes + (-nbytes % BLOCK)
+        self.size = pos
+
+
+def _row_range(region: tuple[slice, ...]) -> tuple[int, int]:
+    """The rows (second-to-last axis) a block covers; (0, 1) for 1-D arrays."""
+    if len(region) < 2:
+        return (0, 1)
+    return (region[-2].start, region[-2].stop)
+
+
+def stream_fits(plans: Sequence[FitsPlan], groups: Sequence[int] | None = None):
+    """Lazy, streaming, atomic writes of several FITS files, one task per row slab.
+
+    Every block covering the same rows, of every array of the files of one group (the
+    products of one input), is written by one task, and each such task waits for
+    the previous slab's. A slab's whole chain (read, calibrate, write all its
+    products) thus ends in a single task and the slabs form a sequence, which the
+    scheduler follows: slabs are finished one after another, so memory stays bounded
+    by the chunk size whatever the number of slabs, groups or inputs. (Without the
+    sequence, dask's static ordering was seen to run the cheap branches of many slabs
+    (data quality, reference reads) long before their writes, holding most of a
+    ramp in memory.)
+
+    Parameters
+    ----------
+    plans : sequence of FitsPlan
+    groups : sequence of int, optional
+        Which plans share slabs (the products of one input); by default all do.
+        Slab writes run in the order of (group, rows).
+
+    Returns
+    -------
+    list of dask.delayed.Delayed
+        One per plan; each computes to its final path once all its slabs are written
+        and the part file renamed. Nothing touches the disk before they are computed.
+    """
+    allocs = [dask.delayed(_allocate, pure=False)(p.tmp, p.headers, p.size) for p in plans]
+    groups = [0] * len(plans) if groups is None else list(groups)
+    slabs: dict[tuple[int, int, int], list] = {}
+    for k, plan in enumerate(plans):
+        for array, target in plan.targets:
+            blocks = array.to_delayed(optimize_graph=False)
+            for index, region in _regions(array.chunks):
+                slabs.setdefault((groups[k], *_row_range(region)), []).append(
+                    (k, target, region, blocks[index]))
+    writes_of: list[list] = [[] for _ in plans]
+    done: list = []
+    for rows in sorted(slabs):
+        items = slabs[rows]
+        files = sorted({k for k, *_ in items})
+        task = dask.delayed(_write_slab, pure=False)(
+            ([allocs[k] for k in files], done[-1] if done else None), [t for _, t, _, _ in items],
+            [r for _, _, r, _ in items], *[b for *_, b in items])
+        done.append(task)
+        for k in files:
+            writes_of[k].append(task)
+    return [dask.delayed(_finalize, pure=False)(writes, p.tmp, str(p.path))
+            for writes, p in zip(writes_of, plans, strict=True)]
+
+
+def fits_writer(path: str | os.PathLike, primary: Mapping,
+                extensions: Sequence[tuple[str, object, np.dtype, Mapping]]):
+    """Lazy, streaming, atomic write of a multi-extension FITS file.
+
+    Parameters
+    ----------
+    path, primary, extensions
+        As for :class:`FitsPlan`.
 
     Returns
     -------
     dask.delayed.Delayed
         Computes to the final path; nothing touches the disk before it is computed.
     """
-    path = Path(path)
-    tmp = str(tmp_path(path))
-    phdr = fits.PrimaryHDU().header
-    phdr["EXTEND"] = True
-    for key, value in primary.items():
-        if key == "HISTORY":
-            for line in value:
-                phdr.add_history(line)
-        else:
-            phdr[key] = value
-    headers = [(0, phdr.tostring(padding=True).encode("ascii"))]
-    pos = len(headers[0][1])
-    targets = []
-    for name, array, dtype, extra in extensions:
-        dtype = np.dtype(dtype)
-        shape = tuple(int(n) for n in np.shape(array))
-        text = _image_header(name, shape, dtype, extra).tostring(padding=True).encode("ascii")
-        headers.append((pos, text))
-        pos += len(text)
-        nbytes = int(np.prod(shape)) * dtype.itemsize
-        targets.append((array, _MemmapRegion(tmp, pos, shape, dtype)))
-        pos += nbytes + (-nbytes % BLOCK)
-    alloc = dask.delayed(_allocate, pure=False)(tmp, headers, pos)
-    writes = []
-    for array, target in targets:
-        arr = array if isinstance(array, da.Array) else da.from_array(np.asarray(array))
-        blocks = arr.to_delayed(optimize_graph=False)
-        for index, region in _regions(arr.chunks):
-            writes.append(dask.delayed(_write_block, pure=False)(alloc, target, region,
-                                                                 blocks[index]))
-    return dask.delayed(_finalize, pure=False)(writes, tmp, str(path))
+    return stream_fits([FitsPlan(path, primary, extensions)])[0]
 
 
 def _data(da_: xr.DataArray, dims: tuple[str, ...]):
     return da_.transpose(*dims).data
 
 
-def product_writer(ds: xr.Dataset, kind: str, path: str | os.PathLike):
-    """Lazy writer of one product (``ramp``, ``rate``, ``rateints``, ``fitopt``).
-
-    Returns
-    -------
-    dask.delayed.Delayed
-        Computes to the written path.
-    """
+def product_plan(ds: xr.Dataset, kind: str, path: str | os.PathLike) -> FitsPlan:
+    """The :class:`FitsPlan` of one product (``ramp``, ``rate``, ``rateints``, ``fitopt``)."""
     layout = LAYOUTS[kind]
     missing = [var for _, var, *_ in layout if var not in ds.variables]
     if missing:
@@ -327,7 +387,18 @@ def product_writer(ds: xr.Dataset, kind: str, path: str | os.PathLike):
         if np.dtype(dtype) != data.dtype:
             data = data.astype(dtype)
         exts.append((extname, data, np.dtype(dtype), {"BUNIT": bunit} if bunit else {}))
-    return fits_writer(path, primary, exts)
+    return FitsPlan(path, primary, exts)
+
+
+def product_writer(ds: xr.Dataset, kind: str, path: str | os.PathLike):
+    """Lazy writer of one product (``ramp``, ``rate``, ``rateints``, ``fitopt``).
+
+    Returns
+    -------
+    dask.delayed.Delayed
+        Computes to the written path.
+    """
+    return stream_fits([product_plan(ds, kind, path)])[0]
 
 
 # --------------------------------------------------------------------------- zarr
@@ -404,29 +475,31 @@ def writers(results: Sequence[xr.Dataset], outdir: str | os.PathLike, *,
             fits_products: bool = True, zarr: bool = False, save_ramp: bool = False):
     """Lazy writers of every product of every prep result, and their final paths.
 
+    The FITS products stream slab by slab, input after input (:func:`stream_fits`).
+
     Returns
     -------
     (list of Delayed, list of pathlib.Path)
     """
     outdir = Path(outdir)
-    tasks, paths = [], []
-    for ds in results:
+    plans, groups, stores, store_tasks = [], [], [], []
+    for n, ds in enumerate(results):
         inputs = ds.attrs.get("inputs") or []
         if not inputs:
             raise ValueError("a prep result without attrs['inputs'] has no name; "
                              "write it with product_writer(ds, kind, path)")
-        for kind, suffix in product_kinds(ds, save_ramp=save_ramp).items():
-            if fits_products:
-                path = product_path(inputs[0], outdir, suffix)
-                tasks.append(product_writer(ds, kind, path))
-                paths.append(path)
+        if fits_products:
+            for kind, suffix in product_kinds(ds, save_ramp=save_ramp).items():
+                plans.append(product_plan(ds, kind, product_path(inputs[0], outdir, suffix)))
+                groups.append(n)
         if zarr:
             last = product_kinds(ds)
             suffix = next(iter(last.values())) if "ramp" in last else "rate"
             store = outdir / f"{base_name(inputs[0])}_{suffix}.zarr"
-            tasks.append(to_zarr(ds, store))
-            paths.append(store)
-    return tasks, paths
+            store_tasks.append(to_zarr(ds, store))
+            stores.append(store)
+    tasks = (stream_fits(plans, groups) if plans else []) + store_tasks
+    return tasks, [p.path for p in plans] + stores
 
 
 def write_products(results: xr.Dataset | Sequence[xr.Dataset], outdir: str | os.PathLike, *,
@@ -491,8 +564,8 @@ _REF_KEYS = ("SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2", "NFRAMES", "GROUPGA
              "INSTRUME", "DETECTOR", "REFTYPE", "NGROUPS", "NINTS")
 
 
-def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None = None
-                   ) -> xr.Dataset:
+def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None = None,
+                   rows: Sequence[int] | None = None) -> xr.Dataset:
     """Open a CRDS reference file lazily as a Dataset the prep steps accept.
 
     Parameters
@@ -504,6 +577,10 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
         ``linearity``, ``dark``, ``readnoise`` or ``gain``.
     chunk_mb : float, optional
         Row-slab size of the lazy reads.
+    rows : sequence of int, optional
+        Explicit row slabs (summing to the reference's ``y`` size), e.g. those of
+        :func:`daskref.algorithms.steps._reference.aligned_rows`; overrides
+        ``chunk_mb`` for the extensions of that height.
 
     Returns
     -------
@@ -544,8 +621,9 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
         name = REFERENCE_EXTENSIONS[kind][ext]
         ny, nx = layout.shape[-2:]
         lead = int(np.prod(layout.shape[:-2])) if len(layout.shape) > 2 else 1
-        rows = row_chunks_for(ny, lead * nx * layout.dtype.itemsize, chunk_mb)
-        arr = _lazy_rows(layout, path, rows, f"ref-{kind}-{ext.lower()}")
+        slabs = (tuple(int(r) for r in rows) if rows is not None and sum(rows) == ny
+                 else row_chunks_for(ny, lead * nx * layout.dtype.itemsize, chunk_mb))
+        arr = _lazy_rows(layout, path, slabs, f"ref-{kind}-{ext.lower()}")
         if name == "dq":
             while arr.ndim > 2:
                 arr = _or_reduce(arr)

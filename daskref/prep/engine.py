@@ -25,7 +25,7 @@ from daskref.algorithms.steps import ramp_fit as _ramp_fit
 from daskref.algorithms.steps import refpix as _refpix
 from daskref.algorithms.steps import simple as _simple
 from daskref.algorithms.steps._common import STEP_KEYWORDS, mark_done
-from daskref.algorithms.steps._reference import with_dq_arrays
+from daskref.algorithms.steps._reference import aligned_rows, with_dq_arrays
 from daskref.geometry import is_miri
 from daskref.io import products as _products
 from daskref.io.fits import open_exposure, scan
@@ -120,6 +120,35 @@ def check_references(to_run: Sequence[str], refs: Mapping[str, object], label: s
                     f"{where}step {step!r} needs a {REFTYPES[name]} reference: give "
                     f"{name}=... / --{name} FILE"
                 )
+
+
+def aligned_references(ds: xr.Dataset, refs: Mapping[str, object]) -> dict[str, object]:
+    """Re-open reference files so their row slabs line up with the ramp's.
+
+    Each ramp slab then reads just its own rows of every reference, so a slab's
+    whole chain (read, calibrate, write) can finish before the next starts and no
+    large reference slab keeps many ramp slabs waiting in memory.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The opened ramp (dask-backed).
+    refs : mapping
+        As returned by :func:`resolve_references`; only Datasets opened from a file
+        are re-opened, other values are returned as they are.
+
+    Returns
+    -------
+    dict
+    """
+    out = dict(refs)
+    for name, ref in refs.items():
+        if isinstance(ref, xr.Dataset) and "path" in ref.attrs and ref.data_vars:
+            shape = next(iter(ref.data_vars.values())).shape
+            rows = aligned_rows(shape, ref.attrs, ds)
+            if rows is not None:
+                out[name] = _products.open_reference(ref.attrs["path"], name, rows=rows)
+    return out
 
 
 def _value(ref, names: tuple[str, ...]):
@@ -246,6 +275,31 @@ def _open(ds_or_path, chunk_mb, chunk_rows) -> xr.Dataset:
     return ds
 
 
+def _refpix_chunks(ds: xr.Dataset, source, to_run, params) -> xr.Dataset:
+    """Re-slab the rows so refpix's reference rows are slabs of their own.
+
+    See :func:`daskref.algorithms.steps.refpix.edge_row_chunks`; an opened file is
+    re-opened with the new slabs (so each row is still read once), a dask-backed
+    Dataset is rechunked.
+    """
+    ramp = ds["ramp"].data
+    if "refpix" not in to_run or not hasattr(ramp, "chunks"):
+        return ds
+    rows = tuple(ramp.chunks[ds["ramp"].dims.index("y")])
+    shape = (ds.sizes["y"], ds.sizes["x"])
+    p = params["refpix"]
+    guard = 2 * _refpix.side_halo(p["side_smoothing_length"]) if p["use_side_ref_pixels"] else 0
+    new = _refpix.edge_row_chunks(ds.attrs, shape, rows, guard=guard)
+    if new == rows:
+        return ds
+    if isinstance(source, (str, os.PathLike)):
+        attrs = ds.attrs
+        ds = open_exposure(source, row_chunks=new)
+        ds.attrs = attrs
+        return ds
+    return ds.chunk({"y": new})
+
+
 def _params(params: Mapping[str, object]) -> dict[str, dict[str, object]]:
     known = {k for p in STEP_PARAMETERS.values() for k in p}
     unknown = set(params) - known
@@ -273,6 +327,7 @@ def _label(ds: xr.Dataset) -> str:
 
 def _build(ds: xr.Dataset, requested, to_run, refs, params) -> xr.Dataset:
     ds = _as_float_ramp(ds)
+    refs = aligned_references(ds, refs)
     rate = None
     for step in to_run:
         if step == "group_scale":
@@ -390,6 +445,7 @@ def prep(
     step_params = _params(params)
     ds = _open(ds_or_path, chunk_mb, chunk_rows)
     requested, to_run = _plan(ds, steps, refs)
+    ds = _refpix_chunks(ds, ds_or_path, to_run, step_params)
     if not to_run:
         log.info("%s: every requested step is already COMPLETE", _label(ds) or "input")
     return _build(ds, requested, to_run, refs, step_params)
@@ -428,5 +484,7 @@ def prep_many(
         scan(file_paths)  # every header, duplicates and truncation, first
     opened = [_open(p, chunk_mb, chunk_rows) for p in paths]
     plans = [_plan(ds, steps, refs) for ds in opened]
+    opened = [_refpix_chunks(ds, p, run, step_params)
+              for ds, p, (_, run) in zip(opened, paths, plans, strict=True)]
     return [_build(ds, req, run, refs, step_params)
             for ds, (req, run) in zip(opened, plans, strict=True)]

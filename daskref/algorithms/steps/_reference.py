@@ -28,6 +28,96 @@ def _origin(attrs: Mapping) -> tuple[int, int] | None:
     return int(attrs["SUBSTRT2"]) - 1, int(attrs["SUBSTRT1"]) - 1
 
 
+def reference_window(ref_shape: tuple[int, ...], ref_attrs: Mapping,
+                     ds: xr.Dataset | xr.DataArray | Mapping) -> tuple[int, int]:
+    """0-based ``(y0, x0)`` of the science window inside a reference array.
+
+    Parameters
+    ----------
+    ref_shape : tuple of int
+        Shape of the reference, (..., y, x).
+    ref_attrs : mapping
+        The reference's header attributes (``SUBSTRT1``/``SUBSTRT2`` when it is a
+        subarray itself).
+    ds : xarray.Dataset or DataArray
+        Science data with ``y``/``x`` dims and ``SUBSTRT1``/``SUBSTRT2`` attributes.
+
+    Returns
+    -------
+    (int, int)
+        ``(0, 0)`` when the reference already has the science shape.
+
+    Raises
+    ------
+    ValueError
+        When the science window cannot be located inside the reference (no
+        subarray keywords, reference neither full frame nor a subarray with known
+        origin, or the window falls outside it). The message names both shapes.
+    """
+    attrs = ds.attrs
+    shape = (int(ds.sizes["y"]), int(ds.sizes["x"]))
+    ref_shape = tuple(int(n) for n in ref_shape)
+    if len(ref_shape) < 2:
+        raise ValueError(f"reference must have at least 2 dims (..., y, x); got shape {ref_shape}")
+    if ref_shape[-2:] == shape:
+        return 0, 0
+    sci_origin = _origin(attrs)
+    if sci_origin is None:
+        raise ValueError(
+            f"reference shape {ref_shape} does not match the science data (y, x) = {shape}, "
+            "and the data have no SUBSTRT1/SUBSTRT2 attributes to locate the subarray"
+        )
+    ref_origin = _origin(ref_attrs or {})
+    if ref_origin is None:
+        full = full_frame_shape(attrs)
+        if ref_shape[-2:] != full:
+            raise ValueError(
+                f"reference shape {ref_shape} matches neither the science data (y, x) = {shape} "
+                f"nor the full frame {full} of {attrs.get('INSTRUME', 'this detector')}; "
+                "give a matching reference or one with SUBSTRT1/SUBSTRT2 attributes"
+            )
+        ref_origin = (0, 0)
+    y0 = sci_origin[0] - ref_origin[0]
+    x0 = sci_origin[1] - ref_origin[1]
+    if y0 < 0 or x0 < 0 or y0 + shape[0] > ref_shape[-2] or x0 + shape[1] > ref_shape[-1]:
+        raise ValueError(
+            f"science window (y, x) = {shape} at full-frame origin {sci_origin} (0-based) lies "
+            f"outside the reference of shape {ref_shape} at origin {ref_origin}"
+        )
+    return y0, x0
+
+
+def aligned_rows(ref_shape: tuple[int, ...], ref_attrs: Mapping,
+                 ds: xr.Dataset) -> tuple[int, ...] | None:
+    """Row slabs for reading a reference so its slabs line up with the ramp's.
+
+    Reading a reference in the science ramp's own row slabs (shifted by the subarray
+    origin) gives every ramp slab its own small reference reads: no task then
+    depends on a large reference slab shared by many ramp slabs, so the scheduler
+    can finish one slab at a time and memory stays bounded by the chunk size.
+
+    Parameters
+    ----------
+    ref_shape, ref_attrs
+        As for :func:`reference_window`.
+    ds : xarray.Dataset
+        The ramp Dataset (``ramp`` dask-backed, dims (integration, group, y, x)).
+
+    Returns
+    -------
+    tuple of int or None
+        Row-chunk sizes summing to the reference's ``y`` size; None when the ramp is
+        not a dask array.
+    """
+    ramp = ds["ramp"].data
+    if not isinstance(ramp, da.Array):
+        return None
+    y0, _ = reference_window(ref_shape, ref_attrs, ds)
+    after = int(ref_shape[-2]) - y0 - int(ds.sizes["y"])
+    rows = (y0,) + tuple(int(c) for c in ramp.chunks[-2]) + (after,)
+    return tuple(r for r in rows if r > 0)
+
+
 def match_reference(ref, ds: xr.Dataset | xr.DataArray | Mapping):
     """Cut the window of a reference array that matches the science data.
 
@@ -50,43 +140,13 @@ def match_reference(ref, ds: xr.Dataset | xr.DataArray | Mapping):
     Raises
     ------
     ValueError
-        When the shapes differ and the science window cannot be located inside the
-        reference (no subarray keywords, reference neither full frame nor a
-        subarray with known origin, or the window falls outside it). The message
-        names both shapes.
+        See :func:`reference_window`.
     """
-    attrs = ds.attrs
     shape = (int(ds.sizes["y"]), int(ds.sizes["x"]))
     ref_shape = tuple(int(n) for n in np.shape(ref))
-    if len(ref_shape) < 2:
-        raise ValueError(f"reference must have at least 2 dims (..., y, x); got shape {ref_shape}")
+    y0, x0 = reference_window(ref_shape, getattr(ref, "attrs", {}) or {}, ds)
     if ref_shape[-2:] == shape:
         return ref
-
-    sci_origin = _origin(attrs)
-    if sci_origin is None:
-        raise ValueError(
-            f"reference shape {ref_shape} does not match the science data (y, x) = {shape}, "
-            "and the data have no SUBSTRT1/SUBSTRT2 attributes to locate the subarray"
-        )
-    ref_attrs = getattr(ref, "attrs", {}) or {}
-    ref_origin = _origin(ref_attrs)
-    if ref_origin is None:
-        full = full_frame_shape(attrs)
-        if ref_shape[-2:] != full:
-            raise ValueError(
-                f"reference shape {ref_shape} matches neither the science data (y, x) = {shape} "
-                f"nor the full frame {full} of {attrs.get('INSTRUME', 'this detector')}; "
-                "give a matching reference or one with SUBSTRT1/SUBSTRT2 attributes"
-            )
-        ref_origin = (0, 0)
-    y0 = sci_origin[0] - ref_origin[0]
-    x0 = sci_origin[1] - ref_origin[1]
-    if y0 < 0 or x0 < 0 or y0 + shape[0] > ref_shape[-2] or x0 + shape[1] > ref_shape[-1]:
-        raise ValueError(
-            f"science window (y, x) = {shape} at full-frame origin {sci_origin} (0-based) lies "
-            f"outside the reference of shape {ref_shape} at origin {ref_origin}"
-        )
     return ref[..., y0 : y0 + shape[0], x0 : x0 + shape[1]]
 
 

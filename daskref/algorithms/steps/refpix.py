@@ -68,7 +68,7 @@ from daskref.kernels.refpix import (
     running_median_rows,
 )
 
-__all__ = ["RefpixSkippedWarning", "refpix"]
+__all__ = ["RefpixSkippedWarning", "edge_row_chunks", "needs_all_rows", "refpix"]
 
 DIMS = ("integration", "group", "y", "x")
 
@@ -210,6 +210,114 @@ def refpix(
     out = ds.copy()
     out["ramp"] = out_ramp
     return mark_done(out, "refpix")
+
+
+# ------------------------------------------------------------------- chunk planning
+
+
+def _four_output_nir(attrs: Mapping, shape: tuple[int, int]) -> bool:
+    """Near-IR data corrected per amplifier from the top/bottom rows (``_correct_nir``)."""
+    if is_miri(attrs):
+        return False
+    transposed = str(attrs.get("DETECTOR", "")).upper() in TRANSPOSED_DETECTORS
+    frame = shape[::-1] if transposed else shape
+    return not (frame != NIR_FULL and int(attrs.get("NOUTPUTS", 4) or 4) == 1)
+
+
+def needs_all_rows(attrs: Mapping, shape: tuple[int, int]) -> bool:
+    """Whether the correction of any row slab depends on every row of its group.
+
+    True for MIRI full frame (reference columns in every row), near-IR single-output
+    subarrays with reference columns, and the transposed near-IR detectors (NIRSpec,
+    NIRISS: their top/bottom detector rows are DMS columns). False for NIRCam-like
+    4-output data (each slab needs only the reference-row slabs and its neighbours)
+    and for data that :func:`refpix` passes through unchanged.
+
+    Parameters
+    ----------
+    attrs : mapping
+        Header attributes (``INSTRUME``, ``DETECTOR``, subarray keywords, ``NOUTPUTS``).
+    shape : (int, int)
+        ``(ny, nx)`` of the data (DMS frame).
+    """
+    if is_miri(attrs):
+        return tuple(shape) == MIRI_FULL
+    transposed = str(attrs.get("DETECTOR", "")).upper() in TRANSPOSED_DETECTORS
+    geo = _detector_frame_attrs(attrs, transposed)
+    frame = tuple(shape[::-1]) if transposed else tuple(shape)
+    refmask = reference_pixel_mask(geo, frame)
+    if not refmask.any():
+        return False
+    if transposed:
+        return True
+    if _four_output_nir(attrs, tuple(shape)):
+        return False
+    ref_rows = refmask.all(axis=1)
+    return bool(refmask[~ref_rows].any())
+
+
+def side_halo(side_smoothing_length: int) -> int:
+    """Rows on each side a row's side reference signal depends on."""
+    return (side_smoothing_length + (side_smoothing_length % 2 == 0)) // 2
+
+
+def edge_row_chunks(attrs: Mapping, shape: tuple[int, int], rows: tuple[int, ...],
+                    guard: int = 0) -> tuple[int, ...]:
+    """Row slabs that keep refpix's dependencies between slabs small.
+
+    For 4-output near-IR data, the per-amplifier offsets of every group come from
+    the top/bottom reference rows: as slabs of their own they are read and
+    calibrated alone, so the offsets never wait for (and never keep in memory) a
+    whole first or last slab of science rows. The running median of the side
+    reference signal needs ``side_halo`` rows beyond each slab: with ``guard``
+    (``2 * side_halo``) rows between consecutive slabs made a thin slab of their own,
+    a slab depends only on thin slabs, never on its big neighbours, and the scheduler
+    can finish slabs one at a time.
+
+    Parameters
+    ----------
+    attrs : mapping
+        Header attributes.
+    shape : (int, int)
+        ``(ny, nx)`` of the data.
+    rows : tuple of int
+        Slab heights to start from (summing to ``ny``).
+    guard : int
+        Height of the thin slabs between big ones (0: none).
+
+    Returns
+    -------
+    tuple of int
+        ``rows`` unchanged unless the data are 4-output near-IR (not transposed);
+        then about the same slab height, with the reference rows and the guards
+        split off.
+    """
+    ny, nx = shape
+    transposed = str(attrs.get("DETECTOR", "")).upper() in TRANSPOSED_DETECTORS
+    if is_miri(attrs) or transposed or not _four_output_nir(attrs, tuple(shape)):
+        return tuple(rows)
+    y0, _ = _origin(attrs)
+    rows_ff = y0 + np.arange(ny)
+    n_bottom = int(np.count_nonzero(rows_ff < NIR_BORDER))
+    n_top = int(np.count_nonzero(rows_ff >= NIR_FULL[0] - NIR_BORDER))
+    middle = ny - n_bottom - n_top
+    if middle <= 0 or (n_bottom == 0 and n_top == 0 and guard == 0):
+        return tuple(rows)
+    height = max(rows) if rows else middle
+    body: list[int] = []
+    left = middle
+    step = max(height - guard, guard, 1) if guard else height
+    while left > 0:
+        if body and guard:
+            if left <= guard + step // 4:  # a short remainder joins the last slab
+                body[-1] += left
+                break
+            body.append(guard)
+            left -= guard
+        take = min(step, left)
+        body.append(take)
+        left -= take
+    return tuple(r for r in (n_bottom, *body, n_top) if r > 0)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -366,7 +474,7 @@ def _side_signal(data, good, offsets, side_cols, *, side_classes, is_left, lengt
     values of the whole-column computation.
     """
     ny = data.shape[2]
-    half = (length + (length % 2 == 0)) // 2
+    half = side_halo(length)
     values = data[:, :, :, side_cols].rechunk({3: -1})
     side_good = good[:, side_cols].rechunk({1: -1})
     # offsets removed elementwise, in float64, before the windows are cut
