@@ -8,6 +8,63 @@ from collections.abc import Sequence
 import dask
 import dask.array as da
 import xarray as xr
+from dask.base import collections_to_expr, get_scheduler
+from dask.delayed import Delayed
+
+#: Key prefix of the tasks that store a block in temporary storage
+#: (:func:`daskref.io.spill.spill`).
+SPILL_SAVE = "spill-save-"
+
+
+def _data_node(key, value):
+    try:
+        from dask._task_spec import DataNode
+    except ImportError:  # pragma: no cover - older dask: a literal in a task tuple
+        return (lambda v: v, value)
+    return DataNode(key, value)
+
+
+def spilled_first(collections: list, get=None) -> list:
+    """Run every spill-save task first, then hand back collections that start from them.
+
+    A graph that spills blocks to disk (refpix on data whose reference pixels lie
+    in every row) is computed in two passes: first everything the spill-save tasks
+    need (reading the inputs, the statistics), saving the blocks as they come; then
+    the rest, whose graph now begins at the saved blocks. Done in one pass, the
+    scheduler would be free to keep every block in memory after all. Inputs are
+    still read once: the second pass reads only the spilled blocks.
+
+    Parameters
+    ----------
+    collections : list
+        Dask arrays and ``Delayed`` objects (others are returned unchanged).
+    get : callable, optional
+        ``get(graph, keys)``; default: the configured local scheduler.
+
+    Returns
+    -------
+    list
+        The same collections, their spill-save keys replaced by the saved paths;
+        unchanged when the graph has no spill-save tasks.
+    """
+    lazy = [c for c in collections if isinstance(c, (da.Array, Delayed))]
+    if not lazy:
+        return collections
+    graph = dict(collections_to_expr(lazy, optimize_graph=False).__dask_graph__())
+    saves = [k for k in graph
+             if isinstance(k, tuple) and isinstance(k[0], str) and k[0].startswith(SPILL_SAVE)]
+    if not saves:
+        return collections
+    paths = (get or get_scheduler())(graph, saves)
+    graph.update({k: _data_node(k, v) for k, v in zip(saves, paths, strict=True)})
+    out = []
+    for c in collections:
+        if isinstance(c, da.Array):
+            c = da.Array(graph, c.name, c.chunks, c.dtype, meta=c._meta)
+        elif isinstance(c, Delayed):
+            c = Delayed(c.key, graph)
+        out.append(c)
+    return out
 
 
 def compute(products: Sequence, *, progress: bool = False) -> list:
@@ -36,6 +93,13 @@ def compute(products: Sequence, *, progress: bool = False) -> list:
         from distributed import get_client
 
         client = get_client()
+    bar = contextlib.nullcontext()
+    if progress and client is None:
+        from dask.diagnostics import ProgressBar
+
+        bar = ProgressBar(minimum=1.0)
+    with bar:
+        arrays = spilled_first(arrays, client.get if client is not None else None)
     if client is not None:
         futures = client.compute(arrays)
         if progress:
@@ -43,13 +107,9 @@ def compute(products: Sequence, *, progress: bool = False) -> list:
 
             dist_progress(futures)
         values = client.gather(futures)
-    elif progress:
-        from dask.diagnostics import ProgressBar
-
-        with ProgressBar(minimum=1.0):
-            values = dask.compute(*arrays)
     else:
-        values = dask.compute(*arrays)
+        with bar:
+            values = dask.compute(*arrays)
     out = [obj.copy() if isinstance(obj, xr.Dataset) else obj for obj in products]
     for (i, name), value in zip(index, values, strict=True):
         if name is None:

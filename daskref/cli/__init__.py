@@ -301,7 +301,7 @@ def cmd_prep(args) -> int:
                 print(f"jwst Detector1Pipeline products in {outdir}")
             return 0
         results = prep_many(args.files, steps=args.steps, chunk_mb=args.chunk_mb,
-                            **refs, **params)
+                            spill_dir=args.spill_dir, **refs, **params)
     except (PrepError, ImportError) as exc:
         raise UsageError(str(exc)) from None
     with _scheduler(args):
@@ -362,6 +362,11 @@ def _add_prep_options(p):
                    help="also persist each result as a zarr store <base>_<step>.zarr")
     o.add_argument("--backend", choices=["daskref", "jwst"], default="daskref",
                    help="daskref (default) or the official jwst Detector1Pipeline")
+    _opt(o, "spill_dir", metavar="DIR", default=None,
+         help="temporary storage for refpix on MIRI, NIRSpec/NIRISS and single-output "
+              "subarrays, whose slabs wait there for the reference statistics "
+              "(default: dask's temporary-directory or the system one; on a multi-node "
+              "cluster give a directory all workers share)")
 
 
 def _report(args, paths):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
+from functools import partial
 from numbers import Real
 
 import numpy as np
@@ -28,6 +29,7 @@ from daskref.algorithms.steps._common import STEP_KEYWORDS, mark_done
 from daskref.algorithms.steps._reference import aligned_rows, with_dq_arrays
 from daskref.geometry import is_miri
 from daskref.io import products as _products
+from daskref.io import spill as _spill
 from daskref.io.fits import open_exposure, scan
 
 from .steps import (
@@ -325,7 +327,7 @@ def _label(ds: xr.Dataset) -> str:
     return str(inputs[0]) if isinstance(inputs, (list, tuple)) and inputs else ""
 
 
-def _build(ds: xr.Dataset, requested, to_run, refs, params) -> xr.Dataset:
+def _build(ds: xr.Dataset, requested, to_run, refs, params, spill_dir=None) -> xr.Dataset:
     ds = _as_float_ramp(ds)
     refs = aligned_references(ds, refs)
     rate = None
@@ -341,7 +343,8 @@ def _build(ds: xr.Dataset, requested, to_run, refs, params) -> xr.Dataset:
         elif step == "superbias":
             ds = _simple.superbias(ds, superbias=refs["superbias"])
         elif step == "refpix":
-            ds = _refpix.refpix(ds, **params["refpix"])
+            ds = _refpix.refpix(ds, **params["refpix"],
+                                spill=partial(_spill.spill, directory=spill_dir))
         elif step == "linearity":
             ds = _simple.linearity(ds, coeffs=refs["linearity"])
         elif step == "dark_current":
@@ -383,6 +386,7 @@ def prep(
     gain=None,
     chunk_mb: float | None = None,
     chunk_rows: int | None = None,
+    spill_dir: str | os.PathLike | None = None,
     **params,
 ) -> xr.Dataset:
     """Calibrate one ramp exposure through the requested detector1 steps, lazily.
@@ -405,6 +409,12 @@ def prep(
         (e-/DN). Full-frame references are cut to the input's subarray.
     chunk_mb, chunk_rows : optional
         Row-slab size when ``ds_or_path`` is a path (see ``open_exposure``).
+    spill_dir : path-like, optional
+        Temporary storage for refpix on data whose reference pixels lie in every row
+        (MIRI, near-IR single-output subarrays, NIRSpec/NIRISS): the slabs wait there
+        until the offsets are known (:func:`daskref.io.spill.spill`). Default: dask's
+        ``temporary-directory`` or the system temporary directory; on a multi-node
+        cluster give a directory all workers share.
     **params
         Step parameters, with the step functions' defaults: ``n_pix_grow_sat``
         (saturation); ``odd_even_columns``, ``use_side_ref_pixels``,
@@ -448,7 +458,7 @@ def prep(
     ds = _refpix_chunks(ds, ds_or_path, to_run, step_params)
     if not to_run:
         log.info("%s: every requested step is already COMPLETE", _label(ds) or "input")
-    return _build(ds, requested, to_run, refs, step_params)
+    return _build(ds, requested, to_run, refs, step_params, spill_dir)
 
 
 def prep_many(
@@ -457,6 +467,7 @@ def prep_many(
     steps: str | Sequence[str],
     chunk_mb: float | None = None,
     chunk_rows: int | None = None,
+    spill_dir: str | os.PathLike | None = None,
     **kwargs,
 ) -> list[xr.Dataset]:
     """:func:`prep` for a campaign: every input checked before any graph is built.
@@ -465,7 +476,7 @@ def prep_many(
     ----------
     paths : sequence of path-like or Dataset
         The exposures (each may have had different steps already).
-    steps, chunk_mb, chunk_rows, **kwargs
+    steps, chunk_mb, chunk_rows, spill_dir, **kwargs
         As for :func:`prep`; reference files are opened once and shared, so their
         chunks are read once however many inputs use them.
 
@@ -486,5 +497,5 @@ def prep_many(
     plans = [_plan(ds, steps, refs) for ds in opened]
     opened = [_refpix_chunks(ds, p, run, step_params)
               for ds, p, (_, run) in zip(opened, paths, plans, strict=True)]
-    return [_build(ds, req, run, refs, step_params)
+    return [_build(ds, req, run, refs, step_params, spill_dir)
             for ds, (req, run) in zip(opened, plans, strict=True)]

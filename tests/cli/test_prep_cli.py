@@ -115,3 +115,29 @@ def test_prep_command__errors_are_one_line_exit_2(setup, tmp_path, capsys, argv,
     assert len(err) == 1, err
     assert err[0].startswith("daskref prep: error:") and message in err[0]
     assert not out.exists() or not any(out.iterdir())
+
+
+def test_prep_command__spill_dir(setup, tmp_path, monkeypatch):
+    """A single-output subarray in several slabs: refpix spills there, same products."""
+    import daskref.io.spill as spill
+
+    campaign, refs = setup
+    saved = []
+    original = spill._save
+    monkeypatch.setattr(spill, "_save", lambda block, path: saved.append(path)
+                        or original(block, path))
+    file = str(campaign.paths[0])
+    common = ["prep", file, "--steps", CHAIN, *_ref_args(refs, saturation=60000,
+                                                          readnoise=14.0, gain=2.0), "-q"]
+    assert main([*common, "-o", str(tmp_path / "one")]) == 0  # one slab: nothing to spill
+    assert not saved
+    spill_dir = tmp_path / "spill"
+    assert main([*common, "-o", str(tmp_path / "slabs"), "--chunk-mb", "0.004",
+                 "--spill-dir", str(spill_dir)]) == 0
+    assert saved and all(p.startswith(str(spill_dir)) for p in saved)
+    assert not any(spill_dir.rglob("*.npy"))  # read back and removed
+    for suffix in ("rate", "rateints"):
+        name = f"{campaign.paths[0].name.replace('_uncal.fits', '')}_{suffix}.fits"
+        a = fits.getdata(tmp_path / "one" / name, "SCI")
+        b = fits.getdata(tmp_path / "slabs" / name, "SCI")
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)

@@ -30,22 +30,22 @@ chunking of ``integration``, ``group``, ``y`` and ``x`` is accepted, and the res
 does not depend on it.
 
 Dependencies along ``y`` (what bounds memory on row slabs): near-IR full-width data
-(4 outputs) need, for a row slab, the slab itself, the slabs holding the top/bottom
-reference rows (the first and last slabs) and ``side_smoothing_length // 2`` rows of
-each neighbouring slab for the running median; so a slab can be corrected as soon as
-its neighbours have been read, and memory stays bounded by a few slabs whatever the
-ramp's height. MIRI and near-IR single-output data use one clipped mean over
-reference pixels found in every row (the MIRI reference columns; the single-output
-reference columns), so each corrected slab depends on all the slabs of its
-integration and group: with row slabs, every slab of those is held in memory until
-the offsets are known (bounding that would need a first pass over the file for the
-reference pixels, i.e. reading it twice).
+(4 outputs) need, for a row slab, the slab itself, the top/bottom reference rows and
+``side_smoothing_length // 2`` rows of each neighbouring slab for the running median.
+:func:`edge_row_chunks` makes the reference rows, and guards of that many rows
+between big slabs, thin slabs of their own, so a big slab depends only on thin ones.
+MIRI full frame, near-IR single-output subarrays with reference columns and the
+transposed near-IR detectors use reference pixels found in every row, so each
+corrected slab depends on every slab of its group (:func:`needs_all_rows`). With a
+``spill`` function those slabs go to temporary storage while the offsets are
+measured and are corrected when read back (the input is still read once); without
+one they wait in memory.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import dask.array as da
 import numpy as np
@@ -95,6 +95,7 @@ def refpix(
     side_smoothing_length: int = 11,
     side_gain: float = 1.0,
     odd_even_rows: bool = True,
+    spill: Callable[[da.Array], da.Array] | None = None,
 ) -> xr.Dataset:
     """Subtract the bias drifts measured by the reference pixels.
 
@@ -117,6 +118,12 @@ def refpix(
         Factor applied to the side signal before it is subtracted.
     odd_even_rows : bool
         MIRI: separate means for even and odd rows.
+    spill : callable, optional
+        ``spill(array) -> array``, the same values through temporary storage (e.g.
+        :func:`daskref.io.spill.spill`). Used, when the ramp is split in row slabs,
+        for the data whose correction needs every row (:func:`needs_all_rows`):
+        the offsets are measured on the slabs as they come and the slabs are
+        corrected when read back, so memory stays bounded by the slab size.
 
     Returns
     -------
@@ -171,16 +178,30 @@ def refpix(
     else:
         pixeldq = da.zeros((ny, nx), dtype=dq.PIXEL_DTYPE, chunks=(ny, nx))
 
+    # The statistics come from ``data``; the correction is applied to ``target``. When
+    # every slab's correction needs all rows, ``target`` is ``data`` spilled to disk
+    # slab by slab, and so are the (small) offsets and every other variable: the
+    # spilled data wait on disk, not in memory, until the offsets exist, and what
+    # follows depends on the input only through spilled blocks (see
+    # ``daskref._compute``, which computes the spills first).
+    target, keep = data, _same
+    spilling = (spill is not None and len(data.chunks[2]) > 1
+                and needs_all_rows(attrs, (ny, nx)))
+    if spilling:
+        target, keep = spill(data), spill
     if is_miri(attrs):
         if (ny, nx) != MIRI_FULL:
             return _skipped(ds, "MIRI subarray: the refpix correction is not applied to "
                             "MIRI subarrays; ramp returned unchanged")
-        corrected = _correct_miri(data, pixeldq, odd_even_rows=odd_even_rows)
+        even, odd = _correction_miri(data, pixeldq, odd_even_rows=odd_even_rows,
+                                     checkpoint=keep)
+        corrected = _apply_miri(target, even, odd)
     else:
         transposed = str(attrs.get("DETECTOR", "")).upper() in TRANSPOSED_DETECTORS
         geo = _detector_frame_attrs(attrs, transposed)
         if transposed:
             data = data.transpose(0, 1, 3, 2)
+            target = target.transpose(0, 1, 3, 2)
             pixeldq = pixeldq.T
         shape = data.shape[2:]
         if not reference_pixel_mask(geo, shape).any():
@@ -188,11 +209,11 @@ def refpix(
                             f"{attrs.get('SUBARRAY', '?')}); ramp returned unchanged")
         single_output = shape != NIR_FULL and int(attrs.get("NOUTPUTS", 4) or 4) == 1
         if single_output:
-            corrected = _correct_nir_single_output(
-                data, pixeldq, geo, odd_even_columns=odd_even_columns
+            correction = _correction_nir_single_output(
+                data, pixeldq, geo, odd_even_columns=odd_even_columns, checkpoint=keep
             )
         else:
-            corrected = _correct_nir(
+            correction = _correction_nir(
                 data,
                 pixeldq,
                 geo,
@@ -200,7 +221,9 @@ def refpix(
                 use_side_ref_pixels=use_side_ref_pixels,
                 side_smoothing_length=side_smoothing_length,
                 side_gain=side_gain,
+                checkpoint=keep,
             )
+        corrected = target - correction.astype(target.dtype)
         if transposed:
             corrected = corrected.transpose(0, 1, 3, 2)
 
@@ -209,6 +232,10 @@ def refpix(
     ).transpose(*ramp.dims)
     out = ds.copy()
     out["ramp"] = out_ramp
+    if spilling:
+        for name, var in ds.data_vars.items():
+            if name != "ramp" and isinstance(var.data, da.Array) and "y" in var.dims:
+                out[name] = var.copy(data=spill(var.data))
     return mark_done(out, "refpix")
 
 
@@ -415,8 +442,12 @@ def _nir_classes(geo: Mapping, shape: tuple[int, int], odd_even_columns: bool):
     return amps * 2 + parity, 8
 
 
-def _correct_nir(data, pixeldq, geo, *, odd_even_columns, use_side_ref_pixels,
-                 side_smoothing_length, side_gain):
+def _same(arr):
+    return arr
+
+
+def _correction_nir(data, pixeldq, geo, *, odd_even_columns, use_side_ref_pixels,
+                    side_smoothing_length, side_gain, checkpoint=_same):
     ni, ng, ny, nx = data.shape
     y0, x0 = _origin(geo)
     full_rows, full_cols = NIR_FULL
@@ -440,7 +471,7 @@ def _correct_nir(data, pixeldq, geo, *, odd_even_columns, use_side_ref_pixels,
         values = da.concatenate([v for v, _ in pieces], axis=2).rechunk({2: -1, 3: -1})
         values = values.reshape(ni, ng, edge_rows.size * nx)
         gsel = da.concatenate([g for _, g in pieces], axis=0).rechunk(-1).reshape(-1)
-        offsets = _class_offsets(values, gsel, labels, nsets=2, nclasses=ncls)
+        offsets = checkpoint(_class_offsets(values, gsel, labels, nsets=2, nclasses=ncls))
     else:
         offsets = da.zeros((ni, ng, ncls), chunks=(data.chunks[0], data.chunks[1], ncls))
 
@@ -456,9 +487,9 @@ def _correct_nir(data, pixeldq, geo, *, odd_even_columns, use_side_ref_pixels,
             row_start=y0,
             full_rows=full_rows,
         )
-        side = (side_gain * side).astype(np.float32)
+        side = checkpoint((side_gain * side).astype(np.float32))
         correction = correction + side[:, :, :, None]
-    return data - correction.astype(data.dtype)
+    return correction
 
 
 def _side_signal(data, good, offsets, side_cols, *, side_classes, is_left, length,
@@ -521,7 +552,7 @@ def _side_block(values, good, *, core, is_left, length, row_start, full_rows):
     return np.where(np.isfinite(signal), signal, 0.0)
 
 
-def _correct_nir_single_output(data, pixeldq, geo, *, odd_even_columns):
+def _correction_nir_single_output(data, pixeldq, geo, *, odd_even_columns, checkpoint=_same):
     """Near-IR subarray read through one output: one clipped mean (per parity)."""
     ni, ng, ny, nx = data.shape
     classes, _ = _nir_classes(geo, (ny, nx), odd_even_columns)
@@ -539,20 +570,22 @@ def _correct_nir_single_output(data, pixeldq, geo, *, odd_even_columns):
         labels.append(np.broadcast_to(classes, (ref_rows.size, nx)).ravel())
         goods.append(good[ref_rows, :].rechunk(-1).reshape(-1))
     if ref_cols.size:
-        sub = data[:, :, other_rows, :][:, :, :, ref_cols].rechunk({2: -1, 3: -1})
+        # columns first: the selection never copies whole slabs
+        sub = data[:, :, :, ref_cols][:, :, other_rows, :].rechunk({2: -1, 3: -1})
         parts.append(sub.reshape(ni, ng, other_rows.size * ref_cols.size))
         labels.append(np.broadcast_to(classes[ref_cols], (other_rows.size, ref_cols.size)).ravel())
         goods.append(good[other_rows, :][:, ref_cols].rechunk(-1).reshape(-1))
     values = da.concatenate(parts, axis=2) if len(parts) > 1 else parts[0]
     good_all = da.concatenate(goods) if len(goods) > 1 else goods[0]
-    offsets = _class_offsets(values, good_all, np.concatenate(labels), nsets=1, nclasses=ncls)
-    return data - _per_column(offsets, classes, data.chunks[3]).astype(data.dtype)
+    offsets = checkpoint(_class_offsets(values, good_all, np.concatenate(labels), nsets=1,
+                                        nclasses=ncls))
+    return _per_column(offsets, classes, data.chunks[3])
 
 
 # ---------------------------------------------------------------------------- MIRI
 
 
-def _correct_miri(data, pixeldq, *, odd_even_rows):
+def _correction_miri(data, pixeldq, *, odd_even_rows, checkpoint=_same):
     ni, ng, ny, nx = data.shape
     ncols = MIRI_REF_COLUMNS
     ref_cols = np.r_[np.arange(ncols), np.arange(nx - ncols, nx)]
@@ -568,12 +601,24 @@ def _correct_miri(data, pixeldq, *, odd_even_rows):
               + row_parity[:, None]).ravel()
     values = diff.reshape(ni, ng, ny * ref_cols.size)
     gsel = _good(pixeldq)[:, ref_cols].rechunk(-1).reshape(-1)
-    offsets = _class_offsets(values, gsel, labels, nsets=2, nclasses=ncls)
+    offsets = checkpoint(_class_offsets(values, gsel, labels, nsets=2, nclasses=ncls))
 
-    correction = _per_column(offsets, amps * nrowcls, data.chunks[3])  # even rows
-    if odd_even_rows:
-        odd = _per_column(offsets, amps * nrowcls + 1, data.chunks[3])
-        is_odd = da.from_array((np.arange(ny) % 2 == 1)[None, None, :, None],
-                               chunks=(1, 1, data.chunks[2], 1))
-        correction = da.where(is_odd, odd, correction)
-    return data - correction.astype(data.dtype)
+    even = _per_column(offsets, amps * nrowcls, data.chunks[3])
+    odd = _per_column(offsets, amps * nrowcls + 1, data.chunks[3]) if odd_even_rows else None
+    return even, odd
+
+
+def _apply_miri(target, even, odd):
+    """``target`` minus the even-row (and odd-row) corrections of :func:`_correction_miri`.
+
+    The row choice is made on the corrected slabs themselves, so no full-size
+    correction array exists on its own (it would be ready, and held, long before
+    the data it applies to).
+    """
+    corrected = target - even.astype(target.dtype)
+    if odd is None:
+        return corrected
+    ny = target.shape[2]
+    is_odd = da.from_array((np.arange(ny) % 2 == 1)[None, None, :, None],
+                           chunks=(1, 1, target.chunks[2], 1))
+    return da.where(is_odd, target - odd.astype(target.dtype), corrected)

@@ -1,0 +1,80 @@
+"""Temporary storage of dask blocks: let slabs wait on disk instead of in memory.
+
+Some corrections of a slab need a statistic over every slab of the ramp (the MIRI
+reference columns, for instance). The local schedulers keep every slab in memory
+until that statistic exists. :func:`spill` routes an array through ``.npy`` files:
+each block is saved as soon as it is computed and released, and read back (then
+deleted) when a consumer needs it. Every input byte is still read once; the spilled
+data are written and read once more, on local disk.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+
+def spill_directory(directory: str | os.PathLike | None = None) -> Path:
+    """Where spilled blocks go: ``directory``, else dask's ``temporary-directory``.
+
+    On a multi-node cluster give a directory every worker can read (the spilled
+    block may be read back on another node).
+    """
+    if directory is None:
+        directory = dask.config.get("temporary-directory", None) or tempfile.gettempdir()
+    return Path(directory)
+
+
+def _save(block: np.ndarray, path: str) -> str:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    tmp = f"{path}.part"
+    with open(tmp, "wb") as f:
+        np.save(f, np.ascontiguousarray(block), allow_pickle=False)
+    os.replace(tmp, path)
+    return path
+
+
+def _load(path: str) -> np.ndarray:
+    out = np.load(path, allow_pickle=False)
+    os.remove(path)
+    try:
+        os.rmdir(os.path.dirname(path))  # the last block removes the folder
+    except OSError:
+        pass
+    return out
+
+
+def spill(arr: da.Array, directory: str | os.PathLike | None = None) -> da.Array:
+    """The same array, each block passed through a temporary ``.npy`` file.
+
+    Parameters
+    ----------
+    arr : dask.array.Array
+        Any dtype and shape.
+    directory : path-like, optional
+        See :func:`spill_directory`. Files go to ``<directory>/daskref-spill-<token>/``
+        and are deleted as they are read back.
+
+    Returns
+    -------
+    dask.array.Array
+        Same shape, chunks and dtype. Lazy: nothing is written before it is computed.
+        Compute it once (a second compute writes and reads the blocks again).
+    """
+    token = tokenize(arr, os.getpid())
+    folder = spill_directory(directory) / f"daskref-spill-{token}"
+    save, load = f"spill-save-{token}", f"spill-load-{token}"
+    dsk = {}
+    for index in np.ndindex(*arr.numblocks):
+        path = str(folder / ("_".join(map(str, index)) + ".npy"))
+        dsk[(save, *index)] = (_save, (arr.name, *index), path)
+        dsk[(load, *index)] = (_load, (save, *index))
+    graph = HighLevelGraph.from_collections(load, dsk, dependencies=[arr])
+    return da.Array(graph, load, chunks=arr.chunks, dtype=arr.dtype, meta=arr._meta)
