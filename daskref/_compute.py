@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 
 import dask
@@ -14,6 +15,7 @@ from dask.delayed import Delayed
 #: Key prefix of the tasks that store a block in temporary storage
 #: (:func:`daskref.io.spill.spill`).
 SPILL_SAVE = "spill-save-"
+_SAVE_NAME = re.compile(re.escape(SPILL_SAVE) + "[0-9a-f]{32}")
 
 
 def _data_node(key, value):
@@ -24,7 +26,7 @@ def _data_node(key, value):
     return DataNode(key, value)
 
 
-def spilled_first(collections: list, get=None) -> list:
+def spilled_first(collections: list, get=None) -> tuple[list, list[str]]:
     """Run every spill-save task first, then hand back collections that start from them.
 
     A graph that spills blocks to disk (refpix on data whose reference pixels lie
@@ -43,19 +45,21 @@ def spilled_first(collections: list, get=None) -> list:
 
     Returns
     -------
-    list
-        The same collections, their spill-save keys replaced by the saved paths;
-        unchanged when the graph has no spill-save tasks.
+    (list, list of str)
+        The same collections, their spill-save keys replaced by the saved paths
+        (unchanged when the graph has no spill-save tasks), and those paths.
     """
     lazy = [c for c in collections if isinstance(c, (da.Array, Delayed))]
     if not lazy:
-        return collections
+        return collections, []
     graph = dict(collections_to_expr(lazy, optimize_graph=False).__dask_graph__())
+    # exactly the save tasks: a graph optimised earlier may hold fused
+    # "spill-save-spill-load-..." tasks, which return data and stay where they are
     saves = [k for k in graph
-             if isinstance(k, tuple) and isinstance(k[0], str) and k[0].startswith(SPILL_SAVE)]
+             if isinstance(k, tuple) and isinstance(k[0], str) and _SAVE_NAME.fullmatch(k[0])]
     if not saves:
-        return collections
-    paths = (get or get_scheduler())(graph, saves)
+        return collections, []
+    paths = list((get or get_scheduler())(graph, saves))
     graph.update({k: _data_node(k, v) for k, v in zip(saves, paths, strict=True)})
     out = []
     for c in collections:
@@ -64,7 +68,7 @@ def spilled_first(collections: list, get=None) -> list:
         elif isinstance(c, Delayed):
             c = Delayed(c.key, graph)
         out.append(c)
-    return out
+    return out, paths
 
 
 def compute(products: Sequence, *, progress: bool = False) -> list:
@@ -98,18 +102,28 @@ def compute(products: Sequence, *, progress: bool = False) -> list:
         from dask.diagnostics import ProgressBar
 
         bar = ProgressBar(minimum=1.0)
-    with bar:
-        arrays = spilled_first(arrays, client.get if client is not None else None)
-    if client is not None:
-        futures = client.compute(arrays)
-        if progress:
-            from distributed import progress as dist_progress
+    from daskref.io.spill import remove
 
-            dist_progress(futures)
-        values = client.gather(futures)
-    else:
+    spilled: list[str] = []
+    try:
         with bar:
-            values = dask.compute(*arrays)
+            arrays, spilled = spilled_first(arrays,
+                                            client.get if client is not None else None)
+        # the second pass is not re-optimised: that could inline a cheap spill-load
+        # task into each of its consumers and read a block several times
+        optimize = not spilled
+        if client is not None:
+            futures = client.compute(arrays, optimize_graph=optimize)
+            if progress:
+                from distributed import progress as dist_progress
+
+                dist_progress(futures)
+            values = client.gather(futures)
+        else:
+            with bar:
+                values = dask.compute(*arrays, optimize_graph=optimize)
+    finally:
+        remove(spilled)
     out = [obj.copy() if isinstance(obj, xr.Dataset) else obj for obj in products]
     for (i, name), value in zip(index, values, strict=True):
         if name is None:

@@ -45,7 +45,7 @@ def _add_common(p: argparse.ArgumentParser, outputs: bool = True):
                    help="'threads', 'processes', 'synchronous', or the ADDRESS of a running "
                         "dask.distributed scheduler (e.g. tcp://host:8786)")
     _opt(g, "chunk_mb", type=float, default=None,
-         help="target size of one pixel slab of the input stack, MB (default 64)")
+         help="target size of one pixel slab of the input stack, MB (default 64; 16 for prep)")
     g.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
     g.add_argument("-q", "--quiet", action="store_true", help="no progress bar or summary")
     if outputs:

@@ -10,8 +10,12 @@ data are written and read once more, on local disk.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import dask
@@ -34,7 +38,7 @@ def spill_directory(directory: str | os.PathLike | None = None) -> Path:
 
 def _save(block: np.ndarray, path: str) -> str:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    tmp = f"{path}.part"
+    tmp = f"{path}.{uuid.uuid4().hex}.part"
     with open(tmp, "wb") as f:
         np.save(f, np.ascontiguousarray(block), allow_pickle=False)
     os.replace(tmp, path)
@@ -42,13 +46,18 @@ def _save(block: np.ndarray, path: str) -> str:
 
 
 def _load(path: str) -> np.ndarray:
-    out = np.load(path, allow_pickle=False)
-    os.remove(path)
-    try:
-        os.rmdir(os.path.dirname(path))  # the last block removes the folder
-    except OSError:
-        pass
-    return out
+    return np.load(path, allow_pickle=False)
+
+
+def remove(paths) -> None:
+    """Delete spilled blocks and their folders (what :func:`daskref.compute` does after use)."""
+    folders = set()
+    for path in paths:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        folders.add(os.path.dirname(path))
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def spill(arr: da.Array, directory: str | os.PathLike | None = None) -> da.Array:
@@ -59,8 +68,9 @@ def spill(arr: da.Array, directory: str | os.PathLike | None = None) -> da.Array
     arr : dask.array.Array
         Any dtype and shape.
     directory : path-like, optional
-        See :func:`spill_directory`. Files go to ``<directory>/daskref-spill-<token>/``
-        and are deleted as they are read back.
+        See :func:`spill_directory`. Files go to ``<directory>/daskref-spill-<token>/``;
+        :func:`daskref._compute.compute` deletes them once the computation is over
+        (a plain ``dask.compute`` leaves them to the end of the process).
 
     Returns
     -------
@@ -68,8 +78,10 @@ def spill(arr: da.Array, directory: str | os.PathLike | None = None) -> da.Array
         Same shape, chunks and dtype. Lazy: nothing is written before it is computed.
         Compute it once (a second compute writes and reads the blocks again).
     """
-    token = tokenize(arr, os.getpid())
+    # unique per call: two spills of one array must not share files or keys
+    token = tokenize(arr, uuid.uuid4().hex)
     folder = spill_directory(directory) / f"daskref-spill-{token}"
+    atexit.register(shutil.rmtree, folder, True)
     save, load = f"spill-save-{token}", f"spill-load-{token}"
     dsk = {}
     for index in np.ndindex(*arr.numblocks):

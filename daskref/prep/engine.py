@@ -42,6 +42,12 @@ from .steps import (
 
 log = logging.getLogger("daskref.prep")
 
+#: Default slab size of :func:`prep`, MB of input per slab. The calibrated float32
+#: ramp, its flags and the ramp fit's float64 work arrays take about 20 times a raw
+#: slab, so this is smaller than the readers' default (measured: a full-frame chain
+#: through ramp fitting peaks near 0.6 GB with 16 MB slabs and 2 workers).
+PREP_CHUNK_MB = 16.0
+
 #: Reference arguments of :func:`prep` -> REFTYPE of the CRDS file that provides them.
 REFTYPES: dict[str, str] = {
     "mask": "MASK", "saturation": "SATURATION", "superbias": "SUPERBIAS",
@@ -267,6 +273,8 @@ def _open(ds_or_path, chunk_mb, chunk_rows) -> xr.Dataset:
         return ds_or_path
     if not isinstance(ds_or_path, (str, os.PathLike)):
         raise TypeError(f"prep takes a ramp Dataset or a path, not {type(ds_or_path).__name__}")
+    if chunk_mb is None and chunk_rows is None:
+        chunk_mb = PREP_CHUNK_MB
     ds = open_exposure(ds_or_path, chunk_mb=chunk_mb, chunk_rows=chunk_rows)
     # FRMDIVSR (for group_scale) is not among the keywords the reader keeps.
     from astropy.io import fits
@@ -408,7 +416,8 @@ def prep(
         ``saturation`` (one threshold, DN), ``readnoise`` (CDS, DN) and ``gain``
         (e-/DN). Full-frame references are cut to the input's subarray.
     chunk_mb, chunk_rows : optional
-        Row-slab size when ``ds_or_path`` is a path (see ``open_exposure``).
+        Row-slab size when ``ds_or_path`` is a path (see ``open_exposure``); default
+        :data:`PREP_CHUNK_MB` MB of input per slab.
     spill_dir : path-like, optional
         Temporary storage for refpix on data whose reference pixels lie in every row
         (MIRI, near-IR single-output subarrays, NIRSpec/NIRISS): the slabs wait there
