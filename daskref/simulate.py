@@ -230,7 +230,8 @@ def make_truth(
     if x0 < 1 or y0 < 1 or x0 - 1 + nx > full[1] or y0 - 1 + ny > full[0]:
         raise ValueError(f"subarray origin {substrt} size {subsize} does not fit in {full[::-1]}")
     is_full = (nx, ny) == (full[1], full[0])
-    noutputs = 4 if (is_full or miri) else 1
+    # full-width near-IR subarrays (e.g. NIRCam SUBGRISM*) are read through 4 outputs
+    noutputs = 4 if (is_full or miri or nx == full[1]) else 1
     readpatt = (readpatt or ("FAST" if miri else "RAPID")).upper()
     nframes, groupgap = (1, 0) if miri else NIR_READPATT[readpatt]
     tframe = frame_time(instrument, nx, ny, noutputs) if tframe is None else float(tframe)
@@ -351,19 +352,22 @@ def simulate_exposure(
     start : str or astropy.time.Time
         Exposure start (UTC).
     exp_type : str, optional
-        EXP_TYPE (default ``<NRC|MIR|NIS|NRS|FGS>_DARK``, or ``_FLAT`` with flux).
+        EXP_TYPE (default: a dark, ``NRC_DARK``, ``MIR_DARKIMG``, ``NIS_DARK``,
+        ``NRS_DARK`` or ``FGS_DARK``; with flux a flat or lamp exposure, ``NRC_FLAT``,
+        ``MIR_FLATIMAGE``, ``NIS_LAMP``, ``NRS_LAMP`` or ``FGS_INTFLAT``: values the
+        datamodel schemas accept).
     """
     attrs = truth.attrs
     ny, nx = truth.shape
     start = Time(start, scale="utc")
     duration = float(group_times(attrs, ngroups)[-1]) * nints
     end = start + TimeDelta(duration, format="sec")
-    prefix = {"NIRCAM": "NRC", "MIRI": "MIR", "NIRISS": "NIS", "NIRSPEC": "NRS", "FGS": "FGS"}
-    kind = "FLAT" if truth.flux.any() else "DARK"
     if exp_type is None:
-        exp_type = f"{prefix.get(attrs['INSTRUME'], 'NRC')}_{kind}"
-        if attrs["INSTRUME"] == "MIRI" and kind == "DARK":
-            exp_type = "MIR_DARKIMG"
+        darks = {"NIRCAM": "NRC_DARK", "MIRI": "MIR_DARKIMG", "NIRISS": "NIS_DARK",
+                 "NIRSPEC": "NRS_DARK", "FGS": "FGS_DARK"}
+        flats = {"NIRCAM": "NRC_FLAT", "MIRI": "MIR_FLATIMAGE", "NIRISS": "NIS_LAMP",
+                 "NIRSPEC": "NRS_LAMP", "FGS": "FGS_INTFLAT"}
+        exp_type = (flats if truth.flux.any() else darks).get(attrs["INSTRUME"], "NRC_DARK")
     s_iso, e_iso = start.isot.split("T"), end.isot.split("T")
     header = dict(attrs)
     header.update({
@@ -459,3 +463,161 @@ def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
     return Path(path)
+
+
+#: ``write_references`` keys (the ``prep`` reference arguments) -> (REFTYPE, DATAMODL).
+REFERENCE_TYPES: dict[str, tuple[str, str]] = {
+    "mask": ("MASK", "MaskModel"),
+    "saturation": ("SATURATION", "SaturationModel"),
+    "superbias": ("SUPERBIAS", "SuperBiasModel"),
+    "linearity": ("LINEARITY", "LinearityModel"),
+    "dark": ("DARK", "DarkModel"),
+    "readnoise": ("READNOISE", "ReadnoiseModel"),
+    "gain": ("GAIN", "GainModel"),
+}
+
+
+def write_references(
+    truth: DetectorTruth,
+    outdir: str | os.PathLike,
+    ngroups: int,
+    *,
+    saturation: float | None = None,
+    kinds: Sequence[str] | None = None,
+    author: str = "daskref.simulate",
+    useafter: str = "2000-01-01T00:00:00",
+) -> dict[str, Path]:
+    """Write CRDS-format reference files that match a simulated detector exactly.
+
+    The files are those calwebb_detector1 (and :func:`daskref.prep.prep`) need up to
+    ramp fitting, for the (sub)array of ``truth``, with the CRDS selection and
+    provenance keywords (PEDIGREE ``SIMULATION``). They are written with astropy
+    only; where ``stdatamodels`` is installed each is validated with its model
+    before it is renamed into place (:func:`daskref.io.crds.write_reference`).
+
+    ========== ====================== =================================================
+    key        DATAMODL               content
+    ========== ====================== =================================================
+    mask       ``MaskModel``          DQ (y, x) uint32: ``REFERENCE_PIXEL`` on the
+                                      reference pixels, 0 elsewhere
+    saturation ``SaturationModel``    SCI (y, x) float32, DN: ``saturation``
+                                      everywhere; DQ 0
+    superbias  ``SuperBiasModel``     SCI (y, x) float32, DN: ``truth.bias`` (the
+                                      reset level without any accumulated signal);
+                                      ERR 0; DQ 0
+    linearity  ``LinearityModel``     COEFFS (3, y, x) float32: identity (0, 1, 0);
+                                      DQ 0
+    dark       ``DarkModel``          SCI (frame, y, x) float32, DN: frame-resolved
+                                      (NFRAMES 1, GROUPGAP 0) ``dark_current x
+                                      TFRAME x (k + 1)`` for frames k = 0 ...
+                                      ``ngroups x (NFRAMES + GROUPGAP) - 1``; DQ 0.
+                                      MIRI: ``DarkMIRIModel``, SCI (1, frame, y, x),
+                                      DQ (1, 1, y, x)
+    readnoise  ``ReadnoiseModel``     SCI (y, x) float32, DN: ``truth.readnoise_cds``
+                                      (CDS noise, the JWST convention)
+    gain       ``GainModel``          SCI (y, x) float32, e-/DN: ``truth.gain``
+    ========== ====================== =================================================
+
+    With these, the superbias- and dark-subtracted ramp of a simulated exposure is
+    the per-integration reset offset (kTC), the amplifier/row offsets (removed by
+    refpix), the illumination and the noise: exactly what the rate should recover.
+
+    Parameters
+    ----------
+    truth : DetectorTruth
+        From :func:`make_truth` (or ``Campaign.truth``).
+    outdir : path-like
+        Output directory (created); files are named ``<key>.fits`` and replaced when
+        they exist.
+    ngroups : int
+        Groups of the science exposures the DARK must cover.
+    saturation : float, optional
+        Saturation level, DN (default ``truth.saturation``, at most 65535).
+    kinds : sequence of str, optional
+        Subset of the keys above to write (default all).
+    author, useafter : str
+        AUTHOR and USEAFTER keywords.
+
+    Returns
+    -------
+    dict of str to pathlib.Path
+        ``{key: path}``, the keys being :func:`daskref.prep.prep`'s reference
+        arguments (so ``prep(path, steps=..., **refs)`` works).
+
+    Raises
+    ------
+    ValueError
+        An unknown ``kinds`` entry, or ``ngroups`` < 1.
+    daskref.io.crds.MetadataError
+        A file its stdatamodels model rejects (only where stdatamodels is installed).
+    """
+    from . import dq
+    from .io.crds import CrdsMeta, crds_header, write_reference
+
+    kinds = list(REFERENCE_TYPES) if kinds is None else list(kinds)
+    unknown = sorted(set(kinds) - set(REFERENCE_TYPES))
+    if unknown:
+        raise ValueError(f"unknown reference kind(s) {unknown}; known: {list(REFERENCE_TYPES)}")
+    if int(ngroups) < 1:
+        raise ValueError(f"ngroups must be at least 1, not {ngroups}")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    attrs = truth.attrs
+    shape = truth.shape
+    miri = attrs["INSTRUME"] == "MIRI"
+    level = min(float(truth.saturation if saturation is None else saturation), 65535.0)
+    nframes, groupgap = int(attrs["NFRAMES"]), int(attrs["GROUPGAP"])
+    n_dark = int(ngroups) * (nframes + groupgap)
+    zero_dq = np.zeros(shape, dq.PIXEL_DTYPE)
+    good = dq.dq_def(["GOOD"])
+    history = [f"Simulated with daskref.simulate (truth seed {truth.seed}); "
+               f"write_references(ngroups={int(ngroups)}, saturation={level:g})."]
+
+    def image_data(kind):
+        """(images, dq_def, extra header, READPATT or None) of one reference type."""
+        if kind == "mask":
+            mask = np.where(truth.reference, dq.REFERENCE_PIXEL, 0).astype(dq.PIXEL_DTYPE)
+            return ([("DQ", mask, None)], dq.dq_def(["GOOD", "REFERENCE_PIXEL"]), {}, "ANY")
+        if kind == "saturation":
+            return ([("SCI", np.full(shape, level, np.float32), "DN"), ("DQ", zero_dq, None)],
+                    good, {}, None)
+        if kind == "superbias":
+            return ([("SCI", truth.bias.astype(np.float32), "DN"),
+                     ("ERR", np.zeros(shape, np.float32), "DN"), ("DQ", zero_dq, None)],
+                    good, {}, "ANY")
+        if kind == "linearity":
+            coeffs = np.zeros((3,) + shape, np.float32)
+            coeffs[1] = 1.0
+            return [("COEFFS", coeffs, None), ("DQ", zero_dq, None)], good, {}, None
+        if kind == "dark":
+            t = float(attrs["TFRAME"]) * np.arange(1, n_dark + 1, dtype=np.float64)
+            frames = (truth.dark_current[None] * t[:, None, None]).astype(np.float32)
+            dark_dq = zero_dq
+            if miri:
+                frames, dark_dq = frames[None], zero_dq[None, None]
+            extra = {"NFRAMES": 1, "GROUPGAP": 0, "NGROUPS": n_dark, "NINTS": 1}
+            return ([("SCI", frames, "DN"), ("DQ", dark_dq, None)], good, extra,
+                    "FAST" if miri else "RAPID")
+        if kind == "readnoise":
+            return [("SCI", truth.readnoise_cds.astype(np.float32), "DN")], None, {}, "ANY"
+        return ([("SCI", np.full(shape, truth.gain, np.float32), "electrons/DN")], None, {},
+                None)
+
+    out: dict[str, Path] = {}
+    for kind in kinds:
+        reftype, datamodel = REFERENCE_TYPES[kind]
+        if kind == "dark" and miri:
+            datamodel = "DarkMIRIModel"
+        images, dq_def, extra, readpatt = image_data(kind)
+        path = outdir / f"{kind}.fits"
+        meta = CrdsMeta(author=author, pedigree="SIMULATION", useafter=useafter,
+                        readpatt=readpatt)
+        header = crds_header(
+            attrs, reftype=reftype, datamodel=datamodel, meta=meta,
+            description=f"Simulated {reftype} matching a daskref.simulate truth",
+            shape=shape, use_readpatt=readpatt is not None, filename=path.name,
+        )
+        header["NOUTPUTS"] = int(attrs.get("NOUTPUTS", 4))
+        header.update(extra)
+        out[kind] = write_reference(path, header, history, images, dq_def)
+    return out

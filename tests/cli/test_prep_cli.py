@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -106,8 +108,12 @@ def test_prep_command__ramp_product_and_chained_run(setup, tmp_path):
     (["--steps", "superbias", "--superbias", "nope.fits"], "--superbias nope.fits: no such file"),
     (["--steps", "jump", "--backend", "jwst"], "needs the 'jwst' package"),
 ])
-def test_prep_command__errors_are_one_line_exit_2(setup, tmp_path, capsys, argv, message):
+def test_prep_command__errors_are_one_line_exit_2(setup, tmp_path, capsys, monkeypatch,
+                                                  argv, message):
     campaign, _ = setup
+    if "jwst" in argv:  # as if jwst were not installed, wherever it is
+        monkeypatch.setitem(sys.modules, "jwst", None)
+        monkeypatch.setitem(sys.modules, "jwst.pipeline", None)
     out = tmp_path / "out"
     rc = main(["prep", *map(str, campaign.paths), "-o", str(out), *argv])
     assert rc == 2
