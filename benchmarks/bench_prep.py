@@ -34,7 +34,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -84,26 +83,18 @@ def run_child(backend: str, args, work: Path) -> dict:
 def child_daskref(args, work: Path, paths: list[Path], refs: dict) -> dict:
     import dask
 
-    import daskref.io.fits as dfits
     from daskref.io import products
     from daskref.prep import prep_many
+    from daskref.testing import count_reads
 
-    nbytes: Counter = Counter()
-    original = dfits.read_rows
-
-    def counting(layout, path, y0, y1):
-        nbytes[str(path)] += (y1 - y0) * layout.nbytes // layout.shape[-2]
-        return original(layout, path, y0, y1)
-
-    dfits.read_rows = counting
     base = psutil.Process().memory_info().rss
-    with dask.config.set(scheduler="threads", num_workers=args.workers):
+    with (count_reads() as nbytes,
+          dask.config.set(scheduler="threads", num_workers=args.workers)):
         t1 = time.perf_counter()
         results = prep_many(paths, steps=STEPS, chunk_mb=args.chunk_mb, **refs)
         t_build = time.perf_counter() - t1
         written = products.write_products(results, work / "out")
         wall = time.perf_counter() - t1
-    dfits.read_rows = original
     chunks = results[0]["ramp"].chunks[2]
     return {"wall": wall, "base": base, "t_build": t_build, "products": len(written),
             "slab_rows": int(max(chunks)), "slabs": len(chunks),

@@ -1,4 +1,4 @@
-"""Helpers for tests: a guard against computing, and a small ramp-file writer."""
+"""Test and benchmark helpers: a compute guard, a read counter, a ramp-file writer."""
 
 from __future__ import annotations
 
@@ -29,6 +29,36 @@ def assert_lazy():
     """
     with dask.config.set(scheduler=_refuse):
         yield
+
+
+@contextmanager
+def count_reads():
+    """Count the bytes of image data read from each file inside the block.
+
+    Patches :func:`daskref.io.fits.read_rows` (every lazy read goes through it), so
+    it must be entered before the graphs are built.
+
+    Yields
+    ------
+    collections.Counter
+        ``{path: bytes}``, filled as the reads happen.
+    """
+    from collections import Counter
+
+    import daskref.io.fits as dfits
+
+    nbytes: Counter = Counter()
+    original = dfits.read_rows
+
+    def counting(layout, path, y0, y1):
+        nbytes[str(path)] += (y1 - y0) * layout.nbytes // layout.shape[-2]
+        return original(layout, path, y0, y1)
+
+    dfits.read_rows = counting
+    try:
+        yield nbytes
+    finally:
+        dfits.read_rows = original
 
 
 def write_ramp_file(path, sci, groupdq=None, pixeldq=None, header=None):

@@ -319,7 +319,10 @@ def stream_fits(plans: Sequence[FitsPlan], groups: Sequence[int] | None = None):
     plans : sequence of FitsPlan
     groups : sequence of int, optional
         Which plans share slabs (the products of one input); by default all do.
-        Slab writes run in the order of (group, rows).
+        Slab writes run in the order of (group, rows): input after input, slab after
+        slab. (Slab-major order was measured to hold about two slabs per input;
+        input-major order holds, beyond one input's slabs, the reference data
+        shared by all inputs, which does not grow with their number.)
 
     Returns
     -------

@@ -8,7 +8,6 @@ reads and refpix spilling, most of a ramp was held at once.
 
 from __future__ import annotations
 
-from collections import Counter
 from functools import partial
 
 import dask
@@ -23,6 +22,7 @@ from daskref.io import products
 from daskref.io.spill import spill
 from daskref.prep import prep_many
 from daskref.simulate import simulate_campaign, write_references
+from daskref.testing import count_reads
 
 CHAIN = "dq_init,saturation,superbias,refpix,linearity,dark_current,jump,rate"
 MIRI_CHAIN = "dq_init,saturation,linearity,dark_current,refpix,jump,rate"
@@ -48,21 +48,11 @@ class PeakHeld(Callback):
 
 
 def _run(paths, refs, steps, out, **kw):
-    reads: Counter = Counter()
-    original = dfits.read_rows
-
-    def counting(layout, path, y0, y1):
-        reads[str(path)] += (y1 - y0) * layout.nbytes // layout.shape[-2]
-        return original(layout, path, y0, y1)
-
-    dfits.read_rows = counting
-    try:
+    with count_reads() as reads:
         results = prep_many(paths, steps=steps, spill_dir=out / "spill", **refs, **kw)
         held = PeakHeld()
         with dask.config.set(scheduler="sync"), held:
             products.write_products(results, out)
-    finally:
-        dfits.read_rows = original
     return results, held.peak, reads
 
 
@@ -142,3 +132,14 @@ def test_edge_row_chunks__reference_rows_and_guards_are_thin_slabs():
     assert all(b >= 200 for b in body[::2])
     # nothing to do for MIRI or a single-output subarray
     assert edge_row_chunks({"INSTRUME": "MIRI"}, (1024, 1032), (64,) * 16) == (64,) * 16
+
+
+def test_prep_memory__does_not_grow_with_the_number_of_inputs(tmp_path):
+    """Inputs are finished one after another; only the shared references stay."""
+    c = simulate_campaign(tmp_path / "in", 6, nints=1, ngroups=3, seed=8,
+                          subarray="SUBGRISM128", substrt=(1, 1921), subsize=(2048, 128),
+                          flux=20.0, cosmic_ray_rate=1e-4)
+    refs = write_references(c.truth, tmp_path / "refs", 3)
+    peaks = [_run(c.paths[:n], refs, CHAIN, tmp_path / f"out{n}", chunk_rows=32)[1]
+             for n in (2, 6)]
+    assert peaks[1] < 1.1 * peaks[0], peaks
