@@ -18,6 +18,7 @@ import dask
 from .. import __version__
 from ..io.crds import MetadataError
 from ..io.fits import InputError
+from ..prep.engine import STEP_PARAMETERS
 
 log = logging.getLogger("daskref")
 
@@ -256,11 +257,10 @@ def cmd_demo(args) -> int:
 
 
 PREP_REFERENCES = ("mask", "saturation", "superbias", "linearity", "dark", "readnoise", "gain")
-PREP_PARAMS = ("n_pix_grow_sat", "odd_even_columns", "use_side_ref_pixels",
-               "side_smoothing_length", "side_gain", "odd_even_rows", "rejection_threshold",
-               "three_group_rejection_threshold", "four_group_rejection_threshold",
-               "flag_4_neighbors", "max_jump_to_flag_neighbors", "min_jump_to_flag_neighbors",
-               "weighting", "save_opt", "max_segments")
+#: Step-parameter defaults, taken from the prep engine (one place for them).
+_PREP_DEFAULTS = {k: v for step in STEP_PARAMETERS.values() for k, v in step.items()}
+#: prep parameters with a command-line flag (the dark's NFRAMES/GROUPGAP come from files).
+PREP_PARAMS = tuple(k for k in _PREP_DEFAULTS if k not in ("dark_nframes", "dark_groupgap"))
 
 
 def _reference_value(flag: str, value: str | None):
@@ -324,34 +324,31 @@ def _add_prep_options(p):
                    help="READNOISE reference or one CDS noise in DN (jump, rate)")
     r.add_argument("--gain", metavar="FILE|E/DN", help="GAIN reference or one gain (jump, rate)")
     g = p.add_argument_group("step parameters")
-    _opt(g, "n_pix_grow_sat", type=int, default=0,
-         help="saturation: also flag pixels within this distance (default 0)")
     flag = argparse.BooleanOptionalAction
-    _opt(g, "odd_even_columns", action=flag, default=True,
-         help="refpix: separate offsets for odd and even columns (near-IR)")
-    _opt(g, "use_side_ref_pixels", action=flag, default=True,
-         help="refpix: subtract the smoothed side reference signal (near-IR)")
-    _opt(g, "side_smoothing_length", type=int, default=11,
-         help="refpix: rows in the side running median (default 11)")
-    _opt(g, "side_gain", type=float, default=1.0, help="refpix: side signal factor")
-    _opt(g, "odd_even_rows", action=flag, default=True,
-         help="refpix: separate offsets for odd and even rows (MIRI)")
-    _opt(g, "rejection_threshold", type=float, default=4.0,
-         help="jump: threshold in sigma (default 4; jwst_reffiles forced 100)")
-    _opt(g, "three_group_rejection_threshold", type=float, default=6.0,
-         help="jump: threshold with 3 usable groups")
-    _opt(g, "four_group_rejection_threshold", type=float, default=5.0,
-         help="jump: threshold with 4 usable groups")
-    _opt(g, "flag_4_neighbors", action=flag, default=True,
-         help="jump: also flag the 4 neighbours of a jump")
-    _opt(g, "max_jump_to_flag_neighbors", type=float, default=1000.0,
-         help="jump: largest jump (sigma) whose neighbours are flagged")
-    _opt(g, "min_jump_to_flag_neighbors", type=float, default=10.0,
-         help="jump: smallest jump (sigma) whose neighbours are flagged")
-    _opt(g, "weighting", choices=["optimal", "unweighted"], default="optimal",
-         help="ramp fitting weights (default optimal)")
-    _opt(g, "max_segments", type=int, default=4,
-         help="ramp fitting: segments kept in the _fitopt product")
+
+    def step(name, help, **kw):  # the default is the prep engine's
+        _opt(g, name, default=_PREP_DEFAULTS[name], help=f"{help} (default %(default)s)", **kw)
+
+    step("n_pix_grow_sat", "saturation: also flag pixels within this distance", type=int)
+    step("odd_even_columns", "refpix: separate offsets for odd and even columns (near-IR)",
+         action=flag)
+    step("use_side_ref_pixels", "refpix: subtract the smoothed side reference signal "
+         "(near-IR)", action=flag)
+    step("side_smoothing_length", "refpix: rows in the side running median", type=int)
+    step("side_gain", "refpix: side signal factor", type=float)
+    step("odd_even_rows", "refpix: separate offsets for odd and even rows (MIRI)", action=flag)
+    step("rejection_threshold", "jump: threshold in sigma (jwst_reffiles forced 100)",
+         type=float)
+    step("three_group_rejection_threshold", "jump: threshold with 3 usable groups",
+         type=float)
+    step("four_group_rejection_threshold", "jump: threshold with 4 usable groups", type=float)
+    step("flag_4_neighbors", "jump: also flag the 4 neighbours of a jump", action=flag)
+    step("max_jump_to_flag_neighbors", "jump: largest jump (sigma) whose neighbours are "
+         "flagged", type=float)
+    step("min_jump_to_flag_neighbors", "jump: smallest jump (sigma) whose neighbours are "
+         "flagged", type=float)
+    step("weighting", "ramp fitting weights", choices=["optimal", "unweighted"])
+    step("max_segments", "ramp fitting: segments kept in the _fitopt product", type=int)
     o = p.add_argument_group("outputs")
     _opt(o, "save_opt", action="store_true", help="also write <base>_fitopt.fits")
     _opt(o, "save_calibrated_ramp", action="store_true",
