@@ -9,10 +9,19 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0.0.0+unknown"
 
 from . import dq, simulate  # noqa: E402
-from .api import compute, open_inputs, readnoise, superbias, write  # noqa: E402
+from .api import (  # noqa: E402
+    compute,
+    dark,
+    mask_from_darks,
+    open_inputs,
+    readnoise,
+    superbias,
+    write,
+)
 from .io.fits import InputError, inventory, open_exposure, open_stack, scan  # noqa: E402
 
 __all__ = [
-    "InputError", "__version__", "compute", "dq", "inventory", "open_exposure",
+    "InputError", "__version__", "compute", "dark", "dq", "inventory", "mask_from_darks",
+    "open_exposure",
     "open_inputs", "open_stack", "readnoise", "scan", "simulate", "superbias", "write",
 ]

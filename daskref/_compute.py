@@ -59,7 +59,7 @@ def spilled_first(collections: list, get=None) -> tuple[list, list[str]]:
              if isinstance(k, tuple) and isinstance(k[0], str) and _SAVE_NAME.fullmatch(k[0])]
     if not saves:
         return collections, []
-    paths = list((get or get_scheduler())(graph, saves))
+    paths = list((get or get_scheduler(collections=lazy))(graph, saves))
     graph.update({k: _data_node(k, v) for k, v in zip(saves, paths, strict=True)})
     out = []
     for c in collections:

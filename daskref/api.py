@@ -20,16 +20,14 @@ from pathlib import Path
 import xarray as xr
 
 from ._compute import compute
-from .algorithms import readnoise as _rn
-from .algorithms import superbias as _sb
 from .io.crds import CrdsMeta
 from .io.fits import open_stack
+from .reftypes import REGISTRY
+from .reftypes import dark as _dark_type
+from .reftypes import mask as _mask_type
 from .reftypes import readnoise as _rn_type
 from .reftypes import superbias as _sb_type
 from .reftypes._base import description as _description
-
-#: Reference types daskref writes: REFTYPE -> module with ``write``, ``DESCRIPTION``.
-REFTYPES = {"READNOISE": _rn_type, "SUPERBIAS": _sb_type}
 
 Inputs = str | os.PathLike | Sequence[str | os.PathLike] | xr.Dataset | xr.DataArray
 
@@ -41,25 +39,10 @@ def open_inputs(inputs: Inputs, *, chunk_mb: float | None = None) -> xr.Dataset 
     return open_stack(inputs, chunk_mb=chunk_mb)
 
 
-def readnoise(inputs: Inputs, *, chunk_mb: float | None = None, **params) -> xr.Dataset:
-    """Lazy READNOISE product from dark ramps (paths or an opened stack).
-
-    Parameters are those of :func:`daskref.algorithms.readnoise.readnoise`;
-    ``chunk_mb`` sets the slab size when ``inputs`` are paths.
-    """
-    return _rn.readnoise(open_inputs(inputs, chunk_mb=chunk_mb), **params)
-
-
-def superbias(inputs: Inputs, *, chunk_mb: float | None = None, **params) -> xr.Dataset:
-    """Lazy SUPERBIAS product from dark ramps (paths or an opened stack).
-
-    Parameters are those of :func:`daskref.algorithms.superbias.superbias`.
-    """
-    return _sb.superbias(open_inputs(inputs, chunk_mb=chunk_mb), **params)
-
-
-readnoise.__doc__ += "\n" + (_rn.readnoise.__doc__ or "")
-superbias.__doc__ += "\n" + (_sb.superbias.__doc__ or "")
+readnoise = _rn_type.build
+superbias = _sb_type.build
+dark = _dark_type.build
+mask_from_darks = _mask_type.build_from_darks
 
 
 def write(
@@ -105,13 +88,21 @@ def write(
     history = [history] if isinstance(history, str) else list(history or [])
     meta = CrdsMeta(author=author, description=description, pedigree=pedigree,
                     useafter=useafter, history=history, readpatt=readpatt, subarray=subarray)
-    modules = []
+    types = []
     for ds in products:
-        reftype = ds.attrs.get("reftype")
-        if reftype not in REFTYPES:
-            raise ValueError(f"cannot write a product of reftype {reftype!r}")
-        module = REFTYPES[reftype]
-        _description(ds, module.DESCRIPTION, meta)  # fail before computing
-        modules.append(module)
+        rt = product_type(ds)
+        _description(ds, "{n_inputs}", meta)  # fail before computing
+        types.append(rt)
     computed = compute(products, progress=progress)
-    return [m.write(ds, p, meta) for m, ds, p in zip(modules, computed, paths, strict=True)]
+    return [rt.write(ds, p, meta) for rt, ds, p in zip(types, computed, paths, strict=True)]
+
+
+def product_type(ds: xr.Dataset):
+    """The registered reference type of a product (from its ``reflabel``/``reftype``)."""
+    label = ds.attrs.get("reflabel")
+    if label in REGISTRY:
+        return REGISTRY[label]
+    for rt in REGISTRY.values():
+        if rt.reftype == ds.attrs.get("reftype"):
+            return rt
+    raise ValueError(f"cannot write a product of reftype {ds.attrs.get('reftype')!r}")

@@ -24,6 +24,14 @@ Signal model of integration ``i``, group ``g`` of pixel ``(y, x)``, in DN::
 * Cosmic rays add a step at a random group; their positions and amplitudes are
   recorded in :attr:`Exposure.cosmic_rays`.
 * Values are clipped at ``saturation`` (DN) and at 65535.
+
+Optionally (all fractions default to 0) pixels are given one bad-pixel class each,
+recorded in :attr:`DetectorTruth.pixel_class` (codes :data:`PIXEL_CLASSES`): hot and
+warm (high dark current), noisy (larger read noise), RC and inverse RC (a signed
+``A (1 - exp(-t / tau))`` added to every group), random telegraph (``state x A`` with
+a two-level state that flips between groups), low pedestal (reset level lowered by an
+offset in most integrations) and always saturated. :data:`BAD_PIXEL_DEFAULTS` injects
+them all at a small fraction each.
 """
 
 from __future__ import annotations
@@ -52,6 +60,25 @@ NIR_READPATT = {
 }
 MIRI_TFRAME_FULL = 2.77504  # s, FAST mode full frame
 
+#: Codes of :attr:`DetectorTruth.pixel_class` (a pixel has at most one class).
+PIXEL_CLASSES: dict[str, int] = {
+    "normal": 0, "hot": 1, "warm": 2, "noisy": 3, "rc": 4, "inverse_rc": 5,
+    "telegraph": 6, "low_pedestal": 7, "saturated": 8,
+}
+
+#: ``make_truth`` fractions of a bad-pixel test campaign (``make_truth(**BAD_PIXEL_DEFAULTS)``
+#: or ``simulate_campaign(..., **BAD_PIXEL_DEFAULTS)``): every class but ``hot`` (whose
+#: own default is already non-zero) at 0.2 % of the pixels.
+BAD_PIXEL_DEFAULTS: dict[str, float] = {
+    "warm_fraction": 0.002, "noisy_fraction": 0.002, "rc_fraction": 0.002,
+    "inverse_rc_fraction": 0.002, "telegraph_fraction": 0.002,
+    "low_pedestal_fraction": 0.002, "saturated_fraction": 0.002,
+}
+
+#: Bad-pixel classes drawn by ``make_truth`` from its own stream, in draw order.
+_DRAWN_CLASSES = ("warm", "noisy", "rc", "inverse_rc", "telegraph", "low_pedestal",
+                  "saturated")
+
 
 @dataclass
 class DetectorTruth:
@@ -70,15 +97,38 @@ class DetectorTruth:
     readnoise_cds : ndarray
         CDS noise, DN (noise of one read is this / sqrt(2)).
     dark_current : ndarray
-        DN/s (hot pixels included; zero on reference pixels).
+        True dark current, DN/s (hot and warm pixels included; zero on reference
+        pixels and always-saturated pixels).
     hot : ndarray of bool
-        Pixels given a high dark current.
+        Pixels given a high dark current (``class_mask("hot")``).
     gain : float
         e-/DN.
     flux : ndarray
         Illumination, DN/s (zero for darks).
     reference : ndarray of bool
         Reference pixels.
+    pixel_class : ndarray of uint8, optional
+        Bad-pixel class of every pixel, codes :data:`PIXEL_CLASSES` (default: 0, and
+        ``hot`` where ``hot``).
+    noise_factor : ndarray, optional
+        Factor included in ``readnoise_cds`` (noisy pixels; 1 elsewhere).
+    rc_amplitude : ndarray, optional
+        Signed amplitude ``A`` of the RC (> 0) and inverse-RC (< 0) pixels, DN; 0
+        elsewhere. Every group at time ``t`` since reset gets ``A (1 - exp(-t / tau))``.
+    rc_tau : ndarray, optional
+        Time constant ``tau`` of the RC and inverse-RC pixels, s; 0 elsewhere.
+    telegraph_amplitude : ndarray, optional
+        Step of the random-telegraph pixels, DN (the signal is ``state x A`` with state
+        0 or 1); 0 elsewhere.
+    telegraph_switch_probability : float
+        Probability that the telegraph state flips before each group after the first.
+    low_pedestal_offset : ndarray, optional
+        Amount the reset level of a low-pedestal pixel is lowered by, DN; 0 elsewhere.
+    low_pedestal_int_fraction : float
+        Probability that a low-pedestal pixel is low in an integration.
+
+    The other attributes (``ktc_noise`` ... ``seed``) are the scalar settings of
+    :func:`make_truth`.
     """
 
     attrs: dict
@@ -97,11 +147,52 @@ class DetectorTruth:
     saturation: float = 65535.0
     cosmic_ray_rate: float = 0.0
     seed: int = 0
+    pixel_class: np.ndarray | None = field(default=None, repr=False)
+    noise_factor: np.ndarray | None = field(default=None, repr=False)
+    rc_amplitude: np.ndarray | None = field(default=None, repr=False)
+    rc_tau: np.ndarray | None = field(default=None, repr=False)
+    telegraph_amplitude: np.ndarray | None = field(default=None, repr=False)
+    telegraph_switch_probability: float = 0.35
+    low_pedestal_offset: np.ndarray | None = field(default=None, repr=False)
+    low_pedestal_int_fraction: float = 0.95
+
+    def __post_init__(self):
+        shape = self.bias.shape
+        if self.pixel_class is None:
+            self.pixel_class = np.where(self.hot, PIXEL_CLASSES["hot"], 0).astype(np.uint8)
+        else:
+            self.pixel_class = np.asarray(self.pixel_class, np.uint8)
+        if self.noise_factor is None:
+            self.noise_factor = np.ones(shape)
+        for name in ("rc_amplitude", "rc_tau", "telegraph_amplitude", "low_pedestal_offset"):
+            if getattr(self, name) is None:
+                setattr(self, name, np.zeros(shape))
 
     @property
     def shape(self) -> tuple[int, int]:
         """(ny, nx)."""
         return self.bias.shape
+
+    def class_mask(self, name: str) -> np.ndarray:
+        """Boolean (y, x) map of the pixels of one class.
+
+        Parameters
+        ----------
+        name : str
+            A key of :data:`PIXEL_CLASSES` (``"hot"`` gives ``hot``).
+
+        Returns
+        -------
+        numpy.ndarray of bool, dims (y, x)
+
+        Raises
+        ------
+        KeyError
+            An unknown class name.
+        """
+        if name not in PIXEL_CLASSES:
+            raise KeyError(f"unknown pixel class {name!r}; known: {list(PIXEL_CLASSES)}")
+        return self.pixel_class == PIXEL_CLASSES[name]
 
     def expected_group0(self) -> np.ndarray:
         """Expected value of group 0 (the superbias), DN."""
@@ -174,6 +265,21 @@ def make_truth(
     saturation: float = 65535.0,
     tframe: float | None = None,
     seed: int = 0,
+    warm_fraction: float = 0.0,
+    warm_rate_range: tuple[float, float] = (0.1, 0.25),
+    noisy_fraction: float = 0.0,
+    noisy_factor_range: tuple[float, float] = (2.5, 4.0),
+    rc_fraction: float = 0.0,
+    inverse_rc_fraction: float = 0.0,
+    rc_amplitude_range: tuple[float, float] = (300.0, 1000.0),
+    rc_tau_range: tuple[float, float] = (1.0, 3.0),
+    telegraph_fraction: float = 0.0,
+    telegraph_amplitude_range: tuple[float, float] = (150.0, 400.0),
+    telegraph_switch_probability: float = 0.35,
+    low_pedestal_fraction: float = 0.0,
+    low_pedestal_range: tuple[float, float] = (250.0, 600.0),
+    low_pedestal_int_fraction: float = 0.95,
+    saturated_fraction: float = 0.0,
 ) -> DetectorTruth:
     """Draw the properties of a simulated detector.
 
@@ -217,7 +323,57 @@ def make_truth(
         test window can be given full-frame timing to accumulate measurable dark).
     seed : int
         Seed of the truth draw.
+    warm_fraction, warm_rate_range : float, (float, float)
+        Fraction of warm pixels and the range of their (uniform) dark current, DN/s.
+    noisy_fraction, noisy_factor_range : float, (float, float)
+        Fraction of noisy pixels and the range of the (uniform) factor their
+        ``readnoise_cds`` is multiplied by.
+    rc_fraction, inverse_rc_fraction : float
+        Fractions of RC pixels (``+A (1 - exp(-t / tau))`` added to every group, ``t``
+        the group's time since reset, :func:`group_times`) and inverse-RC pixels
+        (``-A (1 - exp(-t / tau))``).
+    rc_amplitude_range : (float, float)
+        Range of ``A``, DN (uniform).
+    rc_tau_range : (float, float)
+        Range of ``tau`` in units of the group time TGROUP (uniform).
+    telegraph_fraction, telegraph_amplitude_range : float, (float, float)
+        Fraction of random-telegraph pixels and the range of their step ``A``, DN: in
+        each integration the state starts at 0 or 1 at random, flips before every
+        later group with probability ``telegraph_switch_probability``, and the pixel
+        adds ``state x A``.
+    low_pedestal_fraction, low_pedestal_range : float, (float, float)
+        Fraction of low-pedestal pixels and the range of their offset, DN: in each
+        integration, with probability ``low_pedestal_int_fraction``, the reset level
+        is lowered by the offset for the whole integration (not part of ``bias``).
+    saturated_fraction : float
+        Fraction of always-saturated pixels: their ``bias`` is ``min(saturation,
+        65535)`` and every group reads exactly that level.
+
+    Returns
+    -------
+    DetectorTruth
+
+    Raises
+    ------
+    ValueError
+        A window that does not fit, or class fractions outside [0, 1] or summing
+        (with ``hot_fraction``) to more than 1.
+
+    Notes
+    -----
+    Bad-pixel classes are mutually exclusive and never on reference pixels; each
+    fraction is the expected fraction of the non-reference pixels. They are drawn
+    from a stream of their own, so with all their fractions 0 the truth (and every
+    exposure) is the same as without them.
     """
+    fractions = {"warm": warm_fraction, "noisy": noisy_fraction, "rc": rc_fraction,
+                 "inverse_rc": inverse_rc_fraction, "telegraph": telegraph_fraction,
+                 "low_pedestal": low_pedestal_fraction, "saturated": saturated_fraction}
+    for name, value in {"hot": hot_fraction, **fractions}.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}_fraction must be in [0, 1], not {value}")
+    if sum(fractions.values()) + hot_fraction > 1.0:
+        raise ValueError("the bad-pixel fractions (hot included) sum to more than 1")
     instrument = instrument.upper()
     miri = instrument == "MIRI"
     full = MIRI_FULL if miri else NIR_FULL
@@ -260,12 +416,57 @@ def make_truth(
     if flux > 0:
         flux_map = flux * (1.0 + 0.02 * streams[4].standard_normal(shape))
         flux_map[ref] = 0.0
+    pixel_class = np.where(hot, PIXEL_CLASSES["hot"], 0).astype(np.uint8)
+    noise_factor = np.ones(shape)
+    rc_amp, rc_tau = np.zeros(shape), np.zeros(shape)
+    tel_amp, low_offset = np.zeros(shape), np.zeros(shape)
+    if any(v > 0 for v in fractions.values()):
+        # A new child of the truth seed: the streams above are not touched.
+        bad = rng.spawn(1)[0]
+        # One uniform per pixel picks at most one class among the non-hot pixels;
+        # dividing by P(not hot) makes each fraction that of all non-reference pixels.
+        u = bad.random(shape) * (1.0 - hot_fraction)
+        edges = np.cumsum([fractions[name] for name in _DRAWN_CLASSES])
+        code = np.searchsorted(edges, u, side="right")
+        eligible = ~ref & ~hot
+        for k, name in enumerate(_DRAWN_CLASSES):
+            pixel_class[eligible & (code == k)] = PIXEL_CLASSES[name]
+
+        def pick(name):
+            mask = pixel_class == PIXEL_CLASSES[name]
+            return mask, int(mask.sum())
+
+        def uniform(bounds, n):
+            return bad.uniform(float(bounds[0]), float(bounds[1]), n)
+
+        m, n = pick("warm")
+        dark[m] = uniform(warm_rate_range, n)
+        m, n = pick("noisy")
+        noise_factor[m] = uniform(noisy_factor_range, n)
+        rn = rn * noise_factor
+        tgroup = float(attrs["TGROUP"])
+        for name, sign in (("rc", 1.0), ("inverse_rc", -1.0)):
+            m, n = pick(name)
+            rc_amp[m] = sign * uniform(rc_amplitude_range, n)
+            rc_tau[m] = tgroup * uniform(rc_tau_range, n)
+        m, n = pick("telegraph")
+        tel_amp[m] = uniform(telegraph_amplitude_range, n)
+        m, n = pick("low_pedestal")
+        low_offset[m] = uniform(low_pedestal_range, n)
+        m, _ = pick("saturated")
+        bias_map[m] = min(float(saturation), 65535.0)
+        dark[m] = 0.0
     return DetectorTruth(
         attrs=attrs, bias=bias_map, readnoise_cds=rn, dark_current=dark, hot=hot,
         gain=gain, flux=flux_map, reference=ref, ktc_noise=ktc_noise,
         amp_offset_sigma=amp_offset_sigma, odd_even_offset=odd_even_offset,
         row_noise=row_noise, cosmic_ray_rate=cosmic_ray_rate,
-        saturation=saturation, seed=seed,
+        saturation=saturation, seed=seed, pixel_class=pixel_class,
+        noise_factor=noise_factor, rc_amplitude=rc_amp, rc_tau=rc_tau,
+        telegraph_amplitude=tel_amp,
+        telegraph_switch_probability=float(telegraph_switch_probability),
+        low_pedestal_offset=low_offset,
+        low_pedestal_int_fraction=float(low_pedestal_int_fraction),
     )
 
 
@@ -280,9 +481,67 @@ def _row_noise(rng: np.random.Generator, ny: int, amplitude: float, scale: float
     return amplitude * series
 
 
+class _ClassSignals:
+    """Per-group additions of the RC, telegraph, low-pedestal and saturated pixels.
+
+    Works on the flat indices of the (few) pixels of each class. The telegraph states
+    and the low-pedestal integrations are drawn from ``rng``, a stream of the
+    exposure's own, so every exposure differs and the other draws are unchanged.
+    """
+
+    def __init__(self, truth: DetectorTruth, t: np.ndarray, rng: np.random.Generator | None):
+        pc = truth.pixel_class.ravel()
+        self.rng = rng
+        self.p_switch = float(truth.telegraph_switch_probability)
+        self.p_low = float(truth.low_pedestal_int_fraction)
+        rc = np.flatnonzero((pc == PIXEL_CLASSES["rc"]) | (pc == PIXEL_CLASSES["inverse_rc"]))
+        self.rc = rc
+        # (group, pixel) float32 RC signal, DN
+        self.rc_signal = (truth.rc_amplitude.ravel()[rc][None, :]
+                          * -np.expm1(-t[:, None] / truth.rc_tau.ravel()[rc][None, :])
+                          ).astype(np.float32)
+        self.tel = np.flatnonzero(pc == PIXEL_CLASSES["telegraph"])
+        self.tel_amp = truth.telegraph_amplitude.ravel()[self.tel].astype(np.float32)
+        self.low = np.flatnonzero(pc == PIXEL_CLASSES["low_pedestal"])
+        self.low_offset = truth.low_pedestal_offset.ravel()[self.low].astype(np.float32)
+        self.sat = np.flatnonzero(pc == PIXEL_CLASSES["saturated"])
+        self.active = bool(rc.size or self.tel.size or self.low.size or self.sat.size)
+        if self.active and self.rng is None:
+            raise ValueError("bad-pixel classes need an rng for the exposure")
+        self.tel_state = np.zeros((t.size, 0), np.float32)
+
+    def start_integration(self, reset: np.ndarray) -> None:
+        """Draw this integration's telegraph states and lower the low-pedestal resets."""
+        ngroups = self.rc_signal.shape[0]
+        if self.tel.size:
+            first = self.rng.integers(0, 2, self.tel.size)
+            flips = self.rng.random((ngroups - 1, self.tel.size)) < self.p_switch
+            n_flips = np.zeros((ngroups, self.tel.size), np.int64)
+            np.cumsum(flips, axis=0, out=n_flips[1:])
+            state = (first[None, :] + n_flips) % 2
+            self.tel_state = state.astype(np.float32) * self.tel_amp[None, :]
+        if self.low.size:
+            low = self.rng.random(self.low.size) < self.p_low
+            reset.reshape(-1)[self.low[low]] -= self.low_offset[low]
+
+    def apply(self, plane: np.ndarray, g: int, level: np.float32) -> None:
+        """Add group ``g``'s class signals to ``plane`` (float32, before clipping)."""
+        flat = plane.reshape(-1)
+        if self.rc.size:
+            flat[self.rc] += self.rc_signal[g]
+        if self.tel.size:
+            flat[self.tel] += self.tel_state[g]
+        if self.sat.size:
+            flat[self.sat] = level
+
+
 def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Generator,
-            crs: list) -> Iterator[np.ndarray]:
-    """Yield the uint16 ``(y, x)`` planes of one exposure in file order."""
+            crs: list, class_rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
+    """Yield the uint16 ``(y, x)`` planes of one exposure in file order.
+
+    ``class_rng`` draws the per-integration states of the bad-pixel classes (default a
+    new child of ``rng``, which leaves ``rng``'s own draws unchanged).
+    """
     ny, nx = truth.shape
     attrs = truth.attrs
     t = group_times(attrs, ngroups)
@@ -296,8 +555,13 @@ def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Gener
     bias = truth.bias.astype(np.float32)
     cr_prob = 1.0 - np.exp(-truth.cosmic_ray_rate * t[-1]) if truth.cosmic_ray_rate > 0 else 0.0
     sat = np.float32(min(truth.saturation, 65535.0))
+    if class_rng is None and np.any(truth.pixel_class > PIXEL_CLASSES["hot"]):
+        class_rng = rng.spawn(1)[0]
+    classes = _ClassSignals(truth, t, class_rng)
     for i in range(nints):
         reset = bias + np.float32(truth.ktc_noise) * rng.standard_normal((ny, nx), np.float32)
+        if classes.active:
+            classes.start_integration(reset)
         electrons = np.zeros((ny, nx), np.float64)
         cr_signal = np.zeros((ny, nx), np.float32)
         # Cosmic rays of this integration: at most one per pixel, uniform in time.
@@ -323,6 +587,8 @@ def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Gener
             plane = (reset + (electrons / truth.gain).astype(np.float32) + cr_signal
                      + offsets[col_group][None, :] + rows[:, None]
                      + read_sigma * rng.standard_normal((ny, nx), np.float32))
+            if classes.active:
+                classes.apply(plane, g, sat)
             np.clip(np.rint(plane), 0, sat, out=plane)
             yield plane.astype(np.uint16)
 
@@ -378,9 +644,12 @@ def simulate_exposure(
         "EXPSTART": start.mjd, "EXPEND": end.mjd,
         "FILENAME": Path(path).name, "SIMULATD": (True, "daskref.simulate"),
     })
-    rng = np.random.default_rng(np.random.SeedSequence([truth.seed, 2, seed]))
+    seq = np.random.SeedSequence([truth.seed, 2, seed])
+    rng = np.random.default_rng(seq)
+    # bad-pixel states: a child of the exposure's seed (the noise draws are unchanged)
+    class_rng = np.random.default_rng(seq.spawn(1)[0])
     crs: list = []
-    planes = _planes(truth, nints, ngroups, rng, crs)
+    planes = _planes(truth, nints, ngroups, rng, crs, class_rng)
     write_exposure(path, header, [("SCI", (nints, ngroups, ny, nx), np.uint16, planes)],
                    ext_headers={"SCI": {"BUNIT": "DN"}})
     cr_dtype = [("integration", "i4"), ("group", "i4"), ("y", "i4"), ("x", "i4"),
@@ -439,7 +708,26 @@ def simulate_campaign(
 
 
 def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:
-    """Write the truth maps (BIAS, READNOISE_CDS, DARK_CURRENT, HOT, FLUX) to FITS."""
+    """Write the truth maps to FITS.
+
+    Extensions: BIAS, GROUP0, READNOISE_CDS (DN), DARK_CURRENT (DN/s), HOT (uint8),
+    FLUX (DN/s), PIXEL_CLASS (uint8, codes :data:`PIXEL_CLASSES`, listed as
+    ``CLASSn`` keywords of its header), NOISE_FACTOR, RC_AMPLITUDE (signed DN),
+    RC_TAU (s), TELEGRAPH_AMPLITUDE (DN) and LOW_PEDESTAL_OFFSET (DN); the primary
+    header has the detector keywords, GAIN, KTCNOISE, TELPSWIT (telegraph switch
+    probability) and LOWPFRAC (fraction of low-pedestal integrations).
+
+    Parameters
+    ----------
+    truth : DetectorTruth
+        From :func:`make_truth`.
+    path : path-like
+        Output file (replaced atomically).
+
+    Returns
+    -------
+    pathlib.Path
+    """
     from astropy.io import fits
 
     from .io.exposure_writer import atomic_path
@@ -449,16 +737,29 @@ def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:
         primary.header[key] = value
     primary.header["GAIN"] = (truth.gain, "e-/DN")
     primary.header["KTCNOISE"] = (truth.ktc_noise, "DN")
+    primary.header["TELPSWIT"] = (truth.telegraph_switch_probability,
+                                  "telegraph flip probability per group")
+    primary.header["LOWPFRAC"] = (truth.low_pedestal_int_fraction,
+                                  "fraction of low-pedestal integrations")
     hdus = [primary]
-    for name, data, unit in (
-        ("BIAS", truth.bias, "DN"), ("GROUP0", truth.expected_group0(), "DN"),
-        ("READNOISE_CDS", truth.readnoise_cds, "DN"), ("DARK_CURRENT", truth.dark_current, "DN/s"),
-        ("HOT", truth.hot.astype(np.uint8), None), ("FLUX", truth.flux, "DN/s"),
+    u8, f32 = np.uint8, np.float32
+    for name, data, dtype, unit in (
+        ("BIAS", truth.bias, f32, "DN"), ("GROUP0", truth.expected_group0(), f32, "DN"),
+        ("READNOISE_CDS", truth.readnoise_cds, f32, "DN"),
+        ("DARK_CURRENT", truth.dark_current, f32, "DN/s"),
+        ("HOT", truth.hot, u8, None), ("FLUX", truth.flux, f32, "DN/s"),
+        ("PIXEL_CLASS", truth.pixel_class, u8, None),
+        ("NOISE_FACTOR", truth.noise_factor, f32, None),
+        ("RC_AMPLITUDE", truth.rc_amplitude, f32, "DN"), ("RC_TAU", truth.rc_tau, f32, "s"),
+        ("TELEGRAPH_AMPLITUDE", truth.telegraph_amplitude, f32, "DN"),
+        ("LOW_PEDESTAL_OFFSET", truth.low_pedestal_offset, f32, "DN"),
     ):
-        hdu = fits.ImageHDU(np.asarray(data, dtype=np.uint8 if unit is None else np.float32),
-                            name=name)
+        hdu = fits.ImageHDU(np.asarray(data, dtype=dtype), name=name)
         if unit:
             hdu.header["BUNIT"] = unit
+        if name == "PIXEL_CLASS":
+            for cls, code in PIXEL_CLASSES.items():
+                hdu.header[f"CLASS{code}"] = cls
         hdus.append(hdu)
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)

@@ -194,10 +194,13 @@ def cmd_inventory(args) -> int:
 
 def cmd_simulate(args) -> int:
     """``daskref simulate``: write simulated exposures and their truth maps."""
-    from ..simulate import simulate_campaign, write_truth
+    from ..simulate import BAD_PIXEL_DEFAULTS, simulate_campaign, write_truth
 
     t0 = time.perf_counter()
     subsize = tuple(args.subsize) if args.subsize else None
+    extra = dict(BAD_PIXEL_DEFAULTS) if args.bad_pixels else {}
+    if args.hot_fraction is not None:
+        extra["hot_fraction"] = args.hot_fraction
     campaign = simulate_campaign(
         args.outdir, args.n_files, nints=args.nints, ngroups=args.ngroups, seed=args.seed,
         prefix=args.prefix, instrument=args.instrument, detector=args.detector,
@@ -205,7 +208,7 @@ def cmd_simulate(args) -> int:
         readpatt=args.readpatt, readnoise=args.readnoise, bias=args.bias,
         dark_current=args.dark_current, flux=args.flux, cosmic_ray_rate=args.cosmic_ray_rate,
         amp_offset_sigma=args.amp_offset, odd_even_offset=args.odd_even_offset,
-        row_noise=args.row_noise,
+        row_noise=args.row_noise, **extra,
     )
     truth_path = write_truth(campaign.truth, Path(args.outdir) / f"{args.prefix}_truth.fits")
     if not args.quiet:
@@ -424,6 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     _opt(p, "amp_offset", type=float, default=0.0, help="per-group amplifier offsets, DN")
     _opt(p, "odd_even_offset", type=float, default=0.0, help="odd/even column offsets, DN")
     _opt(p, "row_noise", type=float, default=0.0, help="row-correlated noise, DN")
+    _opt(p, "hot_fraction", type=float, default=None,
+         help="fraction of hot pixels (default: make_truth's, 0.001)")
+    _opt(p, "bad_pixels", action="store_true",
+         help="inject every bad-pixel class (warm, noisy, RC, inverse RC, telegraph, "
+              "low pedestal, saturated) at daskref.simulate.BAD_PIXEL_DEFAULTS fractions; "
+              "the truth file's PIXEL_CLASS has the classes")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_simulate)

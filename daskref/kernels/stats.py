@@ -38,12 +38,15 @@ class ClippedStats:
     bound : ndarray
         Half-width of the last clipping window, in data units (``inf`` when no
         clipping was done).
+    median : ndarray
+        Median of the survivors (NaN where there are none).
     """
 
     mean: np.ndarray
     var: np.ndarray
     n: np.ndarray
     bound: np.ndarray
+    median: np.ndarray
 
 
 def _take(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -136,7 +139,11 @@ def sigma_clip_stats(
     n, mean, m2 = moments(lo, hi)
     with np.errstate(invalid="ignore", divide="ignore"):
         var = np.where(n > ddof, m2 / (n - ddof), np.nan)
-    return ClippedStats(mean=mean + ref, var=var, n=n, bound=bound)
+    i_lo = np.clip((lo + hi - 1) // 2, 0, c.shape[-1] - 1)
+    i_hi = np.clip((lo + hi) // 2, 0, c.shape[-1] - 1)
+    median = 0.5 * (_take(c, i_lo).astype(np.float64) + _take(c, i_hi))
+    median = np.where(n > 0, median + ref, np.nan)
+    return ClippedStats(mean=mean + ref, var=var, n=n, bound=bound, median=median)
 
 
 _GRID = np.unique(
@@ -209,3 +216,73 @@ def clipped_std_bias(
     with np.errstate(invalid="ignore", divide="ignore"):
         f = np.interp(np.log(np.clip(n, 2, None)), np.log(_GRID), table)
     return np.where(n >= 2, f, np.nan)
+
+
+
+#: Sample counts of the estimator-error table; above the last the factor is taken
+#: as constant (by then within about 0.2 % of its large-sample value: about 1.0 for
+#: a 3-sigma clipped mean, sqrt(pi / 2) = 1.2533 for the median).
+_ERROR_GRID = _GRID[_GRID <= 512]
+
+
+@lru_cache(maxsize=32)
+def _error_factor_table(
+    stat: str, sigma: float, maxiters: int | None, budget: int = 2_000_000
+) -> np.ndarray:
+    """Monte Carlo ``std(estimator) * sqrt(n) / true std`` on :data:`_ERROR_GRID`.
+
+    ``budget`` samples per grid point (at least 20000 trials) give a precision of
+    about ``1 / sqrt(2 * trials)`` on the factor. The default parameter sets are
+    precomputed in :mod:`._clip_tables`.
+    """
+    key = ("error", stat, sigma, maxiters)
+    if budget == 2_000_000 and key in PRECOMPUTED:
+        return np.asarray(PRECOMPUTED[key])
+    rng = np.random.default_rng(20261201)
+    out = np.empty(len(_ERROR_GRID))
+    for i, n in enumerate(_ERROR_GRID):
+        x = rng.standard_normal((max(budget // n, 20000), n))
+        st = sigma_clip_stats(x, sigma=sigma, maxiters=maxiters)
+        est = st.median if stat == "median" else st.mean
+        out[i] = np.std(est) * math.sqrt(n)
+    return out
+
+
+def estimator_error_factor(
+    n: np.ndarray | int, *, stat: str, sigma: float, maxiters: int | None
+) -> np.ndarray:
+    """Standard error of a (clipped) mean or median, in units of ``sigma / sqrt(n)``.
+
+    For ``n`` normal samples of standard deviation ``s``, the estimator (the mean
+    or the median of the samples that survive sigma clipping as in
+    :func:`sigma_clip_stats`; no clipping for ``sigma = inf`` or ``maxiters = 0``)
+    has a standard deviation ``factor * s / sqrt(n)``. The factor is 1 for the
+    plain mean, slightly above 1 for a clipped mean (clipping throws away a little
+    information), about 1.2533 for a large-sample median and less for a few samples.
+    It comes from a seeded Monte Carlo (precision about 0.5 %) on a grid of sample
+    counts, interpolated in ``log n`` and constant beyond 512 samples.
+
+    Parameters
+    ----------
+    n : int or ndarray of int
+        Samples before clipping.
+    stat : {'mean', 'median'}
+    sigma, maxiters : float, int or None
+        Clipping parameters.
+
+    Returns
+    -------
+    ndarray
+        Factor per element of ``n``; 1 where ``n == 1``, NaN where ``n < 1``.
+    """
+    if stat not in ("mean", "median"):
+        raise ValueError(f"stat must be 'mean' or 'median', not {stat!r}")
+    if not np.isfinite(sigma) or maxiters == 0:
+        sigma, maxiters = np.inf, 0
+    n = np.asarray(n, dtype=np.float64)
+    if stat == "mean" and maxiters == 0:
+        return np.where(n >= 1, 1.0, np.nan)
+    table = _error_factor_table(stat, float(sigma), maxiters)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = np.interp(np.log(np.clip(n, 2, None)), np.log(_ERROR_GRID), table)
+    return np.where(n >= 2, f, np.where(n == 1, 1.0, np.nan))

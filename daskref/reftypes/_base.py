@@ -47,14 +47,16 @@ def write_product(
     images,
     dq_def=None,
     use_readpatt: bool = True,
+    extra: Mapping | None = None,
 ):
-    """Write a computed product as a CRDS reference file."""
+    """Write a computed product as a CRDS reference file (``extra``: more keywords)."""
     shape = images[0][1].shape[-2:]
     header = crds_header(
         ds.attrs, reftype=reftype, datamodel=datamodel, meta=meta,
         description=description(ds, template, meta), shape=shape,
         use_readpatt=use_readpatt, filename=os.path.basename(str(path)),
     )
+    header.update(extra or {})
     history = provenance(ds, function) + list(meta.history)
     return write_reference(path, header, history, images, dq_def)
 
@@ -64,3 +66,56 @@ def check_computed(ds: xr.Dataset, names: Mapping | list) -> None:
     lazy = [n for n in names if ds[n].chunks is not None]
     if lazy:
         raise ValueError(f"compute the product before writing it (lazy: {lazy})")
+
+
+def ancillary_path(path, suffix: str):
+    """Where a file beside a reference file goes: ``<name>_<suffix>.fits``."""
+    from pathlib import Path
+
+    path = Path(path)
+    return path.with_name(path.name.removesuffix(".fits") + f"_{suffix}.fits")
+
+
+def write_ancillary(ds: xr.Dataset, path, suffix: str, filetype: str, function: str,
+                    images) -> os.PathLike:
+    """Write a plain FITS file beside a reference file (not a reference file itself).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The computed product (for the provenance HISTORY).
+    path : path-like
+        The reference file's path; the ancillary file is :func:`ancillary_path`.
+    suffix, filetype : str
+        Name suffix and FILETYPE keyword.
+    function : str
+        The algorithm's name, for the HISTORY.
+    images : sequence of (extname, array, bunit)
+        The first becomes the primary HDU, the others image extensions.
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    from astropy.io import fits
+
+    from ..io.exposure_writer import atomic_path
+
+    out = ancillary_path(path, suffix)
+    hdus = []
+    for k, (name, array, bunit) in enumerate(images):
+        hdu = (fits.PrimaryHDU if k == 0 else fits.ImageHDU)(np.ascontiguousarray(array))
+        hdu.header["EXTNAME"] = name
+        if bunit:
+            hdu.header["BUNIT"] = bunit
+        hdus.append(hdu)
+    primary = hdus[0].header
+    primary["FILETYPE"] = filetype
+    for key in ("INSTRUME", "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2"):
+        if key in ds.attrs:
+            primary[key] = ds.attrs[key]
+    for line in provenance(ds, function):
+        primary.add_history(line[:70])
+    with atomic_path(out) as tmp:
+        fits.HDUList(hdus).writeto(tmp)
+    return out

@@ -6,12 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import xarray as xr
-from astropy.io import fits
 
 from .. import dq
+from ..algorithms import superbias as _sb
 from ..io.crds import CrdsMeta
-from ..io.exposure_writer import atomic_path
-from ._base import check_computed, provenance, write_product
+from ..io.fits import open_stack
+from ._base import ancillary_path, check_computed, write_ancillary, write_product
+from .registry import Param, RefType, register
 
 REFTYPE = "SUPERBIAS"
 DATAMODEL = "SuperBiasModel"
@@ -22,8 +23,7 @@ DQ_NAMES = ("GOOD", "DO_NOT_USE", "UNRELIABLE_BIAS")
 
 def filled_path(path) -> Path:
     """Where the filled superbias goes: ``<name>_filled.fits`` beside ``path``."""
-    path = Path(path)
-    return path.with_name(path.name.removesuffix(".fits") + "_filled.fits")
+    return ancillary_path(path, "filled")
 
 
 def write(ds: xr.Dataset, path, meta: CrdsMeta):
@@ -42,11 +42,38 @@ def write(ds: xr.Dataset, path, meta: CrdsMeta):
                         function="superbias", template=DESCRIPTION, images=images,
                         dq_def=dq.dq_def(DQ_NAMES))
     if "superbias_filled" in ds:
-        hdu = fits.PrimaryHDU(ds["superbias_filled"].values.astype(np.float32))
-        hdu.header["BUNIT"] = "DN"
-        hdu.header["FILETYPE"] = "FILLED SUPERBIAS"
-        for line in provenance(ds, "superbias"):
-            hdu.header.add_history(line[:70])
-        with atomic_path(filled_path(path)) as tmp:
-            hdu.writeto(tmp)
+        write_ancillary(ds, path, "filled", "FILLED SUPERBIAS", "superbias",
+                        [("FILLED", ds["superbias_filled"].values.astype(np.float32), "DN")])
     return out
+
+
+def build(inputs, *, chunk_mb: float | None = None, **params) -> xr.Dataset:
+    """Lazy SUPERBIAS product from dark ramps (paths or an opened stack).
+
+    Parameters are those of :func:`daskref.algorithms.superbias.superbias`.
+    """
+    stack = inputs if isinstance(inputs, (xr.Dataset, xr.DataArray)) else open_stack(
+        inputs, chunk_mb=chunk_mb)
+    product = _sb.superbias(stack, **SUPERBIAS_TYPE.resolve(params))
+    product.attrs["reflabel"] = SUPERBIAS_TYPE.reflabel
+    return product
+
+
+SUPERBIAS_TYPE = register(RefType(
+    reflabel="superbias", reftype=REFTYPE, datamodel=DATAMODEL,
+    summary="SUPERBIAS reference file from darks",
+    inputs="darks", imtypes="D+", ssbsteps=None,
+    algorithm=_sb.superbias, build=build, write=write,
+    params=[
+        Param("clipping_sigma", "sigma-clipping threshold"),
+        Param("max_clipping_iters", "sigma-clipping passes"),
+        Param("bad_clipping_sigma", "clipping of the error map when finding unreliable "
+              "pixels"),
+        Param("bad_max_clipping_iters", "passes of that clipping"),
+        Param("bad_sigma_threshold", "UNRELIABLE_BIAS where error > mean + this * std of "
+              "the error map"),
+        Param("save_filled", "also write <output>_filled.fits"),
+        Param("box_width", "median box of the filled superbias"),
+        Param("bias_correction", "make the clipped std unbiased for normal noise"),
+    ],
+))

@@ -1,0 +1,244 @@
+"""Per-pixel statistics of the bad-pixel search in darks, on one slab (plain numpy).
+
+Arrays arrive with the stack axes last: ramp ``(..., integration, group)`` and
+rateints ``(..., integration)``. Every statistic is the pixel's own, so any
+chunking gives the same result; the detector-wide thresholds (per amplifier) are
+applied afterwards (:mod:`daskref.algorithms.badpix_dark`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dq
+from .stats import clipped_std_bias, estimator_error_factor, sigma_clip_stats
+
+#: The per-pixel statistics, in the order :func:`dark_pixel_statistics` returns them.
+STATISTICS = (
+    "clean_rate", "clean_rate_err", "noise", "saturated_fraction", "rc_fraction",
+    "rc_significance", "telegraph_fraction",
+    "pedestal_low", "pedestal_high", "pedestal_median", "pedestal_scatter", "n_clean",
+)
+#: Clipping of a pixel's own samples (group differences, pedestals): robust against
+#: the steps of telegraph pixels and cosmic rays, unbiased for normal noise.
+_CLIP_SIGMA, _CLIP_ITERS = 3.0, 3
+
+
+def _median(a: np.ndarray) -> np.ndarray:
+    """Median along the last axis ignoring NaN; NaN where nothing is finite."""
+    st = sigma_clip_stats(a, sigma=np.inf, maxiters=0)
+    return st.median
+
+
+def _robust_std(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Clipped standard deviation along the last axis, unbiased for normal noise."""
+    n_valid = np.count_nonzero(~np.isnan(a), axis=-1)
+    st = sigma_clip_stats(a, sigma=_CLIP_SIGMA, maxiters=_CLIP_ITERS)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        std = np.sqrt(st.var) / clipped_std_bias(n_valid, sigma=_CLIP_SIGMA,
+                                                 maxiters=_CLIP_ITERS)
+    return np.where(n_valid >= 2, std, np.nan), st.mean
+
+
+def _order_statistic(a: np.ndarray, fraction: float, largest: bool) -> np.ndarray:
+    """The value that more than ``fraction`` of each pixel's finite samples pass.
+
+    With the finite samples sorted ``a_0 <= ... <= a_{n-1}`` and ``m = floor(fraction
+    * n)``: ``count(a < t) > fraction * n`` exactly when ``a_m < t`` (and
+    ``count(a > t) > fraction * n`` exactly when ``a_{n-1-m} > t``). So a test of
+    "more than this fraction of integrations beyond a detector-wide threshold"
+    needs only this one number per pixel, before the threshold is known.
+    """
+    c = np.sort(a, axis=-1)  # NaN last
+    n = np.count_nonzero(~np.isnan(c), axis=-1)
+    m = np.floor(fraction * n).astype(np.intp)
+    idx = (n - 1 - m) if largest else m
+    ok = (n > 0) & (m < n)
+    out = np.take_along_axis(c, np.clip(idx, 0, c.shape[-1] - 1)[..., None], axis=-1)[..., 0]
+    return np.where(ok, out, np.nan)
+
+
+def dark_pixel_statistics(
+    ramp: np.ndarray,
+    groupdq: np.ndarray,
+    rateints: np.ndarray,
+    times: np.ndarray,
+    *,
+    gain: float | np.ndarray | None,
+    clip_sigma: float,
+    clip_iters: int,
+    step_sigma_threshold: float,
+    max_jump_limit: int,
+    jump_ratio_threshold: float,
+    early_cutoff_fraction: float,
+    pedestal_sigma_threshold: float,
+    rc_fraction_threshold: float,
+    low_pedestal_fraction: float,
+) -> tuple[np.ndarray, ...]:
+    """The statistics behind every bad-pixel class of a slab of dark ramps.
+
+    Parameters
+    ----------
+    ramp : ndarray, (..., integration, group), DN
+        Calibrated dark ramps (superbias-subtracted, through jump detection).
+    groupdq : ndarray of uint8, same shape
+    rateints : ndarray, (..., integration), DN/s
+        The ramp fit's per-integration slopes.
+    times : ndarray, (group,), s
+        Mean time since reset of each group.
+    gain : float or ndarray (...), e-/DN, or None
+        Removes the dark current's Poisson variance from ``noise``.
+    clip_sigma, clip_iters
+        Clipping of the clean slopes (``dark_stdev_clipping_sigma``,
+        ``dark_max_clipping_iters``).
+    step_sigma_threshold : float
+        A jump-flagged group difference is a *step* of the pixel when it deviates
+        from its integration's median difference by more than this many CDS noise
+        sigmas (a neighbour of a cosmic ray is flagged without a step).
+    max_jump_limit : int
+        Steps (up and down together) an integration needs to count as telegraph.
+    jump_ratio_threshold, early_cutoff_fraction : float
+        An integration is RC-like when its steps in the first
+        ``early_cutoff_fraction`` of the differences occur at least
+        ``jump_ratio_threshold`` times as often as in the second half.
+    pedestal_sigma_threshold : float
+        Significance of the early-ramp shape test (RC), in sigma.
+    rc_fraction_threshold, low_pedestal_fraction : float
+        The fractions of integrations used by the pedestal order statistics.
+
+    Returns
+    -------
+    tuple of ndarray, (...), in the order of :data:`STATISTICS`
+        ``clean_rate`` (DN/s): clipped mean of the least-squares slopes of the
+        integrations with no step and no saturated group (of the ramp fit's slopes of
+        all integrations where none is clean), ``clean_rate_err`` its standard error
+        (unbiased clipped scatter over sqrt n); ``noise`` (DN):
+        clipped CDS noise of the clean group differences, Poisson term removed;
+        ``saturated_fraction``: integrations saturated from group 0;
+        ``rc_fraction``: the largest fraction of integrations with an early rise,
+        an early drop (shape test) or early steps; ``rc_significance``: the
+        median shape-test z over the integrations, in its own sigmas (signed);
+        ``telegraph_fraction``:
+        integrations with up and down steps; ``pedestal_low``/``pedestal_high``: order statistics of
+        the pedestals for ``low_pedestal_fraction``/``rc_fraction_threshold``
+        (:func:`_order_statistic`); ``pedestal_median``, ``pedestal_scatter``
+        (DN); ``n_clean`` (clean integrations, float).
+    """
+    lead = ramp.shape[:-2]
+    nint, ngroups = ramp.shape[-2:]
+    r = ramp.reshape(-1, nint, ngroups).astype(np.float32)
+    g = groupdq.reshape(-1, nint, ngroups)
+    rates = rateints.reshape(-1, nint).astype(np.float64)
+    npix = r.shape[0]
+
+    sat = (g & dq.SATURATED) != 0
+    dnu = (g & dq.DO_NOT_USE) != 0
+    # DO_NOT_USE on every group is a MASK's per-pixel flag (dq_init), not a bad group
+    dnu &= ~dnu.all(axis=(-2, -1), keepdims=True)
+    bad_group = sat | dnu
+    jump = (g & dq.JUMP_DET) != 0
+
+    d = np.diff(r, axis=-1)
+    bad_d = bad_group[..., 1:] | bad_group[..., :-1]
+    jump_d = jump[..., 1:]
+    d = np.where(bad_d, np.nan, d)
+
+    # CDS noise from the clean differences of every integration
+    clean_d = np.where(jump_d, np.nan, d).reshape(npix, -1)
+    noise, mean_diff = _robust_std(clean_d)
+
+    # steps: jump-flagged differences that stand out of the integration's own ramp
+    med_k = _median(np.where(jump_d, np.nan, d))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        dev = (d - med_k[..., None]) / noise[:, None, None]
+    steps = jump_d & (np.abs(np.nan_to_num(dev)) > step_sigma_threshold)
+    n_up = np.count_nonzero(steps & (dev > 0), axis=-1)
+    n_down = np.count_nonzero(steps & (dev < 0), axis=-1)
+    telegraph_k = (n_up >= 1) & (n_down >= 1) & (n_up + n_down >= max_jump_limit)
+
+    saturated_k = sat[..., 0]
+    evaluated = ~saturated_k & np.isfinite(d).any(axis=-1)
+
+    # RC: the early-ramp transient (shape, of one sign in every integration), or
+    # steps concentrated early
+    ndiff = ngroups - 1
+    rc_up = rc_down = rc_steps = np.zeros((npix, nint), bool)
+    rc_significance = np.full(npix, np.nan)
+    if ndiff >= 3:
+        e = max(1, int(early_cutoff_fraction * ndiff))
+        late0 = max(e, ndiff // 2)
+        early = d[..., :e]
+        late = np.where(steps[..., late0:], np.nan, d[..., late0:])
+        n_e = np.count_nonzero(np.isfinite(early), axis=-1)
+        n_l = np.count_nonzero(np.isfinite(late), axis=-1)
+        late_med = _median(late)
+        # the noise of the late half, which an early transient does not inflate
+        late_noise, _ = _robust_std(np.where(jump_d[..., late0:], np.nan, late).reshape(npix, -1))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            scale = late_noise[:, None] * np.sqrt(n_e + n_e**2 * (math.pi / 2) / n_l)
+            z = (np.nansum(early, axis=-1) - n_e * late_med) / scale
+        z = np.where((n_e > 0) & (n_l > 0) & evaluated, np.nan_to_num(z), np.nan)
+        rc_up, rc_down = z > pedestal_sigma_threshold, z < -pedestal_sigma_threshold
+        # the transient repeats in every integration: the median z over them, in
+        # its own sigmas (robust to a cosmic ray in a few early groups)
+        n_z = np.count_nonzero(np.isfinite(z), axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rc_significance = _median(z) * np.sqrt(n_z) / estimator_error_factor(
+                n_z, stat="median", sigma=np.inf, maxiters=0)
+        early_steps = np.count_nonzero(steps[..., :e], axis=-1)
+        late_steps = np.count_nonzero(steps[..., late0:], axis=-1)
+        rc_steps = (early_steps >= 1) & (
+            early_steps / e >= jump_ratio_threshold * late_steps / (ndiff - late0))
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        n_eval = np.count_nonzero(evaluated, axis=-1)
+        saturated_fraction = np.count_nonzero(saturated_k, axis=-1) / nint
+        rc_fraction = np.maximum.reduce([
+            np.count_nonzero(k & evaluated, axis=-1) for k in (rc_up, rc_down, rc_steps)
+        ]) / n_eval
+        telegraph_fraction = np.count_nonzero(telegraph_k & evaluated, axis=-1) / n_eval
+
+    # dark rate: least-squares slopes of the integrations without steps or bad
+    # groups (a neighbour's jump flag alone does not split the ramp), else the ramp
+    # fit's slopes of every integration
+    clean_k = ~(steps.any(axis=-1) | bad_group.any(axis=-1))
+    t = np.asarray(times, np.float64)
+    tc = t - t.mean()
+    with np.errstate(invalid="ignore"):
+        own = ((r - r.mean(axis=-1, keepdims=True)) * tc).sum(axis=-1) / (tc**2).sum()
+    n_clean = np.count_nonzero(clean_k, axis=-1)
+    clean = np.where(clean_k, own, np.nan)
+    fallback = np.where(np.isfinite(rates), rates, np.nan)
+    samples = np.where((n_clean > 0)[:, None], clean, fallback)
+    n_rate = np.count_nonzero(np.isfinite(samples), axis=-1)
+    st_rate = sigma_clip_stats(samples, sigma=clip_sigma, maxiters=clip_iters)
+    clean_rate = st_rate.mean
+    with np.errstate(invalid="ignore", divide="ignore"):
+        clean_rate_err = (np.sqrt(st_rate.var) / clipped_std_bias(
+            n_rate, sigma=clip_sigma, maxiters=clip_iters) / np.sqrt(n_rate))
+    clean_rate_err = np.where(n_rate >= 2, clean_rate_err, np.nan)
+
+    if gain is not None:  # dark-current shot noise in a CDS difference, DN^2
+        gain_flat = np.broadcast_to(np.asarray(gain, np.float64), lead).reshape(-1)
+        with np.errstate(invalid="ignore"):
+            poisson = np.clip(mean_diff, 0, None) / gain_flat
+            noise = np.sqrt(np.clip(noise**2 - poisson, 0, None))
+
+    # pedestal: the ramp fit's zero-time signal, from the first usable group
+    first = np.argmax(~bad_group, axis=-1)
+    has_good = (~bad_group).any(axis=-1)
+    first_value = np.take_along_axis(r, first[..., None], axis=-1)[..., 0]
+    pedestal = np.where(has_good & np.isfinite(rates),
+                        first_value - rates * np.asarray(times)[first], np.nan)
+    pedestal_low = _order_statistic(pedestal, low_pedestal_fraction, largest=False)
+    pedestal_high = _order_statistic(pedestal, rc_fraction_threshold, largest=True)
+    pedestal_scatter, _ = _robust_std(pedestal)
+    pedestal_median = _median(pedestal)
+
+    out = (clean_rate, clean_rate_err, noise, saturated_fraction, rc_fraction, rc_significance,
+           telegraph_fraction,
+           pedestal_low, pedestal_high, pedestal_median, pedestal_scatter,
+           n_clean.astype(np.float64))
+    return tuple(np.asarray(a, np.float32).reshape(lead) for a in out)
