@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import dask
 import dask.array as da
+import numpy as np
 import xarray as xr
 from dask.base import collections_to_expr, get_scheduler
 from dask.delayed import Delayed
@@ -15,6 +16,7 @@ from dask.delayed import Delayed
 #: Key prefix of the tasks that store a block in temporary storage
 #: (:func:`daskref.io.spill.spill`).
 SPILL_SAVE = "spill-save-"
+SPILL_LOAD = "spill-load-"
 _SAVE_NAME = re.compile(re.escape(SPILL_SAVE) + "[0-9a-f]{32}")
 
 
@@ -26,13 +28,32 @@ def _data_node(key, value):
     return DataNode(key, value)
 
 
+def _assemble(collection, result):
+    """The computed value of a collection from the results of its keys."""
+    if isinstance(collection, Delayed):
+        return result
+
+    def nested(x):  # schedulers hand nested key lists back as lists or tuples
+        return [nested(v) for v in x] if isinstance(x, (list, tuple)) else x
+
+    result = nested(result)
+    if collection.ndim == 0:
+        while isinstance(result, list):
+            result = result[0]
+        return np.asarray(result).reshape(())
+    return da.core.concatenate3(result)
+
+
 def spilled_first(collections: list, get=None) -> tuple[list, list[str]]:
     """Run every spill-save task first, then hand back collections that start from them.
 
     A graph that spills blocks to disk (refpix on data whose reference pixels lie
     in every row) is computed in two passes: first everything the spill-save tasks
     need (reading the inputs, the statistics), saving the blocks as they come; then
-    the rest, whose graph now begins at the saved blocks. Done in one pass, the
+    the rest, whose graph now begins at the saved blocks. Collections that read no
+    spilled block (a READNOISE from the raw stack beside a prepped DARK) are computed
+    in the first pass, so the inputs they share with it are still read once. Done in
+    one pass, the
     scheduler would be free to keep every block in memory after all. Inputs are
     still read once: the second pass reads only the spilled blocks.
 
@@ -59,11 +80,22 @@ def spilled_first(collections: list, get=None) -> tuple[list, list[str]]:
              if isinstance(k, tuple) and isinstance(k[0], str) and _SAVE_NAME.fullmatch(k[0])]
     if not saves:
         return collections, []
-    paths = list((get or get_scheduler(collections=lazy))(graph, saves))
+    # Collections that never read a spilled block are computed in the first pass too,
+    # so the inputs they share with the spilled work are read only once.
+    independent = [i for i, c in enumerate(collections)
+                   if isinstance(c, (da.Array, Delayed)) and not any(
+                       isinstance(k, tuple) and str(k[0]).startswith(SPILL_LOAD)
+                       for k in c.__dask_graph__())]
+    keys = saves + [collections[i].__dask_keys__() for i in independent]
+    results = list((get or get_scheduler(collections=lazy))(graph, keys))
+    paths = results[:len(saves)]
     graph.update({k: _data_node(k, v) for k, v in zip(saves, paths, strict=True)})
+    early = dict(zip(independent, results[len(saves):], strict=True))
     out = []
-    for c in collections:
-        if isinstance(c, da.Array):
+    for i, c in enumerate(collections):
+        if i in early:
+            c = _assemble(c, early[i])
+        elif isinstance(c, da.Array):
             c = da.Array(graph, c.name, c.chunks, c.dtype, meta=c._meta)
         elif isinstance(c, Delayed):
             c = Delayed(c.key, graph)

@@ -62,50 +62,6 @@ def _add_common(p: argparse.ArgumentParser, outputs: bool = True):
         m.add_argument("--subarray", default=None, help="SUBARRAY keyword (default: inputs')")
 
 
-def _add_readnoise_options(p):
-    g = p.add_argument_group("readnoise")
-    _opt(g, "method", choices=["stack", "ramp"], default="stack",
-         help="stack: clipped std of all differences; ramp: per file, then clipped mean")
-    _opt(g, "group_diff_type", choices=["independent", "consecutive"], default="independent",
-         help="differences of disjoint group pairs, or of every consecutive pair")
-    _opt(g, "clipping_sigma", type=float, default=3.0, help="sigma-clipping threshold")
-    _opt(g, "max_clipping_iters", type=int, default=3, help="sigma-clipping passes")
-    _opt(g, "single_value", action="store_true", help="replace the map by one value")
-    _opt(g, "drop_first_groups", type=int, default=None,
-         help="groups left out at the start of each integration (MIRI default 5)")
-    _opt(g, "drop_last_groups", type=int, default=None,
-         help="groups left out at the end of each integration (MIRI default 1)")
-    _opt(g, "no_bias_correction", action="store_true",
-         help="keep the low bias of the clipped standard deviation (as jwst_reffiles)")
-
-
-def _add_superbias_options(p):
-    g = p.add_argument_group("superbias")
-    _opt(g, "clipping_sigma", type=float, default=3.0, help="sigma-clipping threshold")
-    _opt(g, "max_clipping_iters", type=int, default=3, help="sigma-clipping passes")
-    _opt(g, "bad_clipping_sigma", type=float, default=3.0,
-         help="clipping of the error map when finding unreliable pixels")
-    _opt(g, "bad_max_clipping_iters", type=int, default=3, help="passes of that clipping")
-    _opt(g, "bad_sigma_threshold", type=float, default=5.0,
-         help="UNRELIABLE_BIAS where error > mean + this * std of the error map")
-    _opt(g, "save_filled", action="store_true", help="also write <output>_filled.fits")
-    _opt(g, "box_width", type=int, default=3, help="median box of the filled superbias")
-    _opt(g, "no_bias_correction", action="store_true",
-         help="keep the low bias of the clipped standard deviation")
-
-
-READNOISE_PARAMS = ("method", "group_diff_type", "clipping_sigma", "max_clipping_iters",
-                    "single_value", "drop_first_groups", "drop_last_groups")
-SUPERBIAS_PARAMS = ("clipping_sigma", "max_clipping_iters", "bad_clipping_sigma",
-                    "bad_max_clipping_iters", "bad_sigma_threshold", "save_filled", "box_width")
-
-
-def _params(args, names) -> dict:
-    out = {n: getattr(args, n) for n in names}
-    out["bias_correction"] = not args.no_bias_correction
-    return out
-
-
 def _meta(args) -> dict:
     return dict(author=args.author, description=args.description, pedigree=args.pedigree,
                 useafter=args.useafter, history=args.history, readpatt=args.readpatt,
@@ -149,34 +105,63 @@ def _check_output(path: str) -> Path:
     return out
 
 
-def cmd_readnoise(args) -> int:
-    """``daskref readnoise``: READNOISE reference file from darks."""
-    from .. import api
+def _add_reftype_options(p, rt):
+    """The flags of a reference type's parameters, generated from the registry."""
+    g = p.add_argument_group(f"{rt.reflabel} parameters")
+    for param in rt.parameters.values():
+        flags = []
+        for name in (param.name, *param.aliases):
+            flags += [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+        kw = {}
+        if param.kind is bool:
+            kw["action"] = argparse.BooleanOptionalAction
+        elif param.choices is not None:
+            kw["choices"] = param.choices
+        default = param.default
+        if isinstance(default, tuple | list):
+            default = ",".join(default)
+        g.add_argument(*dict.fromkeys(flags), dest=param.name, default=argparse.SUPPRESS,
+                       help=f"{param.help} (default {default})", **kw)
 
+
+def cmd_reftype(args) -> int:
+    """``daskref <reftype>``: one reference file from its inputs, one pass."""
+    from .. import api
+    from ..reftypes import ParameterError
+    from ..reftypes._base import ancillary_path
+
+    rt = args.reftype
     out = _check_output(args.output)
-    product = api.readnoise(args.files, chunk_mb=args.chunk_mb,
-                            **_params(args, READNOISE_PARAMS))
+    params = {name: getattr(args, name) for name in rt.parameters if hasattr(args, name)}
+    kwargs = dict(chunk_mb=args.chunk_mb)
+    if rt.ssbsteps is not None:
+        kwargs.update(steps=args.steps, spill_dir=args.spill_dir)
+        kwargs.update({name: _reference_value(name, getattr(args, name))
+                       for name in PREP_REFERENCES})
+        kwargs.update({name: getattr(args, name) for name in PREP_PARAMS if hasattr(args, name)})
+    try:
+        product = rt.build(args.files, **kwargs, **params)
+    except ParameterError as exc:
+        raise UsageError(str(exc)) from None
+    except _prep_errors() as exc:
+        raise UsageError(str(exc)) from None
     with _scheduler(args):
         paths = api.write(product, out, progress=not args.quiet, **_meta(args))
+    paths += [q for q in (ancillary_path(out, s) for s in ANCILLARY.get(rt.reflabel, ()))
+              if q.exists()]
     _report(args, paths)
     return 0
 
 
-def cmd_superbias(args) -> int:
-    """``daskref superbias``: SUPERBIAS reference file (and optional filled superbias)."""
-    from .. import api
+def _prep_errors():
+    from ..prep import PrepError
 
-    out = _check_output(args.output)
-    product = api.superbias(args.files, chunk_mb=args.chunk_mb,
-                            **_params(args, SUPERBIAS_PARAMS))
-    with _scheduler(args):
-        paths = api.write(product, out, progress=not args.quiet, **_meta(args))
-    if args.save_filled:
-        from ..reftypes.superbias import filled_path
+    return (PrepError,)
 
-        paths.append(filled_path(out))
-    _report(args, paths)
-    return 0
+
+#: Files that may be written beside each type's reference file (name suffixes).
+ANCILLARY = {"superbias": ("filled",), "dark": ("contribution", "darkrate"),
+             "badpix_from_darks": ("diagnostics",)}
 
 
 def cmd_inventory(args) -> int:
@@ -315,8 +300,8 @@ def cmd_prep(args) -> int:
     return 0
 
 
-def _add_prep_options(p):
-    r = p.add_argument_group("reference files (FILE, or a number where noted)")
+def _add_reference_options(p):
+    r = p.add_argument_group("reference files of the calibration (FILE, or a number where noted)")
     r.add_argument("--mask", metavar="FILE", help="MASK reference (dq_init)")
     r.add_argument("--saturation", metavar="FILE|DN",
                    help="SATURATION reference, or one threshold in DN (saturation)")
@@ -326,6 +311,9 @@ def _add_prep_options(p):
     r.add_argument("--readnoise", metavar="FILE|DN",
                    help="READNOISE reference or one CDS noise in DN (jump, rate)")
     r.add_argument("--gain", metavar="FILE|E/DN", help="GAIN reference or one gain (jump, rate)")
+
+
+def _add_step_options(p):
     g = p.add_argument_group("step parameters")
     flag = argparse.BooleanOptionalAction
 
@@ -352,21 +340,30 @@ def _add_prep_options(p):
          "flagged", type=float)
     step("weighting", "ramp fitting weights", choices=["optimal", "unweighted"])
     step("max_segments", "ramp fitting: segments kept in the _fitopt product", type=int)
+
+
+def _add_spill_option(g):
+    _opt(g, "spill_dir", metavar="DIR", default=None,
+         help="temporary storage for refpix on MIRI, NIRSpec/NIRISS and single-output "
+              "subarrays, whose slabs wait there for the reference statistics "
+              "(default: dask's temporary-directory or the system one; on a multi-node "
+              "cluster give a directory all workers share)")
+
+
+def _add_prep_options(p):
+    _add_reference_options(p)
+    _add_step_options(p)
     o = p.add_argument_group("outputs")
     _opt(o, "save_opt", action="store_true", help="also write <base>_fitopt.fits")
     _opt(o, "save_calibrated_ramp", action="store_true",
          help="with ramp fitting, also write the calibrated ramp <base>_ramp.fits")
-    o.add_argument("--fits", action=flag, default=True,
+    o.add_argument("--fits", action=argparse.BooleanOptionalAction, default=True,
                    help="write the FITS products (default; --no-fits with --zarr)")
     o.add_argument("--zarr", action="store_true",
                    help="also persist each result as a zarr store <base>_<step>.zarr")
     o.add_argument("--backend", choices=["daskref", "jwst"], default="daskref",
                    help="daskref (default) or the official jwst Detector1Pipeline")
-    _opt(o, "spill_dir", metavar="DIR", default=None,
-         help="temporary storage for refpix on MIRI, NIRSpec/NIRISS and single-output "
-              "subarrays, whose slabs wait there for the reference statistics "
-              "(default: dask's temporary-directory or the system one; on a multi-node "
-              "cluster give a directory all workers share)")
+    _add_spill_option(o)
 
 
 def _report(args, paths):
@@ -387,18 +384,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"daskref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    for name, text, add_options, func in (
-        ("readnoise", "READNOISE reference file (CDS noise) from darks", _add_readnoise_options,
-         cmd_readnoise),
-        ("superbias", "SUPERBIAS reference file from darks", _add_superbias_options,
-         cmd_superbias),
-    ):
-        p = sub.add_parser(name, help=text)
-        p.add_argument("files", nargs="*", metavar="FILES", help="dark ramp files (uncal or ramp)")
+    from ..reftypes import REGISTRY
+
+    for rt in REGISTRY.values():
+        p = sub.add_parser(rt.command, help=rt.summary, description=rt.summary)
+        if rt.input_flag:
+            p.add_argument(f"--{rt.input_flag}", nargs="+", dest="files", default=[],
+                           metavar="FILE", help=f"the {rt.inputs} (uncal or calibrated ramps)")
+        else:
+            p.add_argument("files", nargs="*", metavar="FILES",
+                           help=f"the {rt.inputs} (uncal or calibrated ramps)")
         p.add_argument("-o", "--output", required=True, help="output .fits")
-        add_options(p)
+        if rt.ssbsteps is not None:
+            steps = rt.ssbsteps + (f"; MIRI {rt.ssbsteps_miri}" if rt.ssbsteps_miri else "")
+            p.add_argument("--steps", default=None,
+                           help=f"calibration of the inputs, ssbsteps syntax (default {steps}; "
+                                "dq_init only with --mask); steps an input had are not rerun")
+            _add_reference_options(p)
+            _add_step_options(p)
+            _add_spill_option(p.add_argument_group("calibration"))
+        _add_reftype_options(p, rt)
         _add_common(p)
-        p.set_defaults(func=func)
+        p.set_defaults(func=cmd_reftype, reftype=rt)
 
     p = sub.add_parser("inventory", help="table of the inputs' headers")
     p.add_argument("files", nargs="*", metavar="FILES")

@@ -127,9 +127,10 @@ def fill_from_rate(
     any_missing = missing.any(-1)
     out_value = np.where(missing, np.where(np.isfinite(model), model, 0.0), value)
     # filled groups: the typical error of the measured ones
-    with np.errstate(invalid="ignore"):
-        typical = np.sqrt(np.nanmean(np.where(measured, err.astype(np.float64) ** 2, np.nan),
-                                     axis=-1))
+    ok = measured & np.isfinite(err)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        typical = np.sqrt(np.where(ok, err.astype(np.float64) ** 2, 0.0).sum(-1)
+                          / np.count_nonzero(ok, axis=-1))
     typical = np.where(np.isfinite(typical), typical, 0.0)
     out_err = np.where(missing, typical[..., None], err)
     filled = np.where(n_fit == 0, 2, np.where(any_missing, 1, 0)).astype(np.uint8)

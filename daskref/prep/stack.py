@@ -25,8 +25,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from daskref.algorithms.steps._common import is_done
 from daskref.geometry import is_miri
-from daskref.io.fits import _stack_bytes_per_row, check_stackable, open_infos, row_chunks_for, scan
+from daskref.io.fits import (
+    InputError,
+    _stack_bytes_per_row,
+    check_stackable,
+    open_infos,
+    row_chunks_for,
+    scan,
+)
 
 from .engine import PREP_CHUNK_MB, REFTYPES, prep_many
 
@@ -77,6 +85,7 @@ def prep_stack(
     steps: str,
     chunk_mb: float | None = None,
     spill_dir: str | os.PathLike | None = None,
+    require: Sequence[str] = (),
     **kwargs,
 ) -> xr.Dataset:
     """Calibrate every input through ``steps`` (what it still lacks) and stack them.
@@ -94,6 +103,9 @@ def prep_stack(
         :data:`~daskref.prep.engine.PREP_CHUNK_MB`).
     spill_dir : path-like, optional
         As for :func:`daskref.prep.prep`.
+    require : sequence of str
+        Steps every input must have had once calibrated (``"jump"``: the product
+        needs the jump flags); an input without one is an error naming it.
     **kwargs
         References (``mask``, ``saturation``, ``superbias``, ``linearity``, ``dark``,
         ``readnoise``, ``gain``: files, arrays, numbers where allowed, or lazy
@@ -126,6 +138,11 @@ def prep_stack(
     kwargs = {k: (_reference(v) if k in REFTYPES else v) for k, v in kwargs.items()}
     opened = [open_infos([info], row_chunks=rows) for info in infos]
     results = prep_many(opened, steps=steps, spill_dir=spill_dir, **kwargs)
+    for info, ds in zip(infos, results, strict=True):
+        for step in require:
+            if not is_done(ds.attrs, step):
+                raise InputError(info.path, f"has not had the {step} step and it is not "
+                                 f"requested (steps {steps!r}): add it to the steps")
     return concat_integrations(results)
 
 

@@ -49,7 +49,7 @@ def prepared_stack(rt: RefType, inputs, *, steps: str | None, refs: Mapping,
         steps = default_steps(rt.ssbsteps, rt.ssbsteps_miri, attrs,
                               have_mask=refs.get("mask") is not None)
     return prep_stack(inputs, steps=steps, chunk_mb=chunk_mb, spill_dir=spill_dir,
-                      **refs, **prep_params)
+                      require=rt.requires, **refs, **prep_params)
 
 
 def gain_map(gain, stack: xr.Dataset):

@@ -114,6 +114,7 @@ DARK_TYPE = register(RefType(
     inputs="darks", imtypes="D+",
     ssbsteps="dq_init,saturation,superbias,refpix,linearity,jump",
     ssbsteps_miri="dq_init,saturation,firstframe,lastframe,linearity,jump",
+    requires=("jump",),
     algorithm=_dark.dark, build=build, write=write,
     params=[
         Param("stat_to_use", "statistic of each group over all integrations"),

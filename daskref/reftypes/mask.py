@@ -94,6 +94,7 @@ MASK_FROM_DARKS = register(RefType(
     inputs="darks", imtypes="D+",
     ssbsteps="dq_init,saturation,superbias,refpix,linearity,jump,rate",
     ssbsteps_miri="dq_init,saturation,firstframe,lastframe,linearity,jump,rate",
+    requires=("jump", "rate"),
     algorithm=_bpd.mask_from_darks, build=build_from_darks, write=write,
     command="mask", input_flag="darks",
     params=[

@@ -171,6 +171,8 @@ class RefType:
         The CLI subcommand (default the reflabel).
     input_flag : str or None
         The CLI option that takes the input files (``--darks``); None: positional.
+    requires : tuple of str
+        Calibration steps every input must have had (``("jump",)``).
     """
 
     reflabel: str
@@ -187,6 +189,7 @@ class RefType:
     ssbsteps_miri: str | None = None
     command: str = ""
     input_flag: str | None = None
+    requires: tuple[str, ...] = ()
     parameters: dict[str, Param] = field(init=False, repr=False)
 
     def __post_init__(self):
