@@ -28,6 +28,13 @@ def _data_node(key, value):
     return DataNode(key, value)
 
 
+def _flatten(nested, containers=(list, tuple)) -> list:
+    """Leaves of nested containers: blocks in lists or tuples, keys in lists."""
+    if isinstance(nested, containers):
+        return [leaf for item in nested for leaf in _flatten(item, containers)]
+    return [nested]
+
+
 def _assemble(collection, result):
     """The computed value of a collection from the results of its keys."""
     if isinstance(collection, Delayed):
@@ -91,6 +98,11 @@ def spilled_first(collections: list, get=None) -> tuple[list, list[str]]:
     paths = results[:len(saves)]
     graph.update({k: _data_node(k, v) for k, v in zip(saves, paths, strict=True)})
     early = dict(zip(independent, results[len(saves):], strict=True))
+    for i, result in early.items():  # the second pass starts from these blocks too
+        if isinstance(collections[i], da.Array):
+            keys_i = collections[i].__dask_keys__()
+            graph.update({k: _data_node(k, v)
+                          for k, v in zip(_flatten(keys_i, list), _flatten(result), strict=True)})
     out = []
     for i, c in enumerate(collections):
         if i in early:

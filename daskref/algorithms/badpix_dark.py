@@ -235,8 +235,13 @@ def mask_from_darks(
     ped_center = amplifier_stats(st["pedestal_median"].data, science, amps, **clip)[:, 0]
     ped_scale = amplifier_stats(st["pedestal_scatter"].data, science, amps, **clip)[:, 0]
 
-    def per_column(values):
-        return xr.DataArray(values[amps], dims=("x",))
+    def per_column(values):  # amplifier values -> one per column
+        if isinstance(values, da.Array):
+            values = da.map_blocks(_take, values.rechunk(-1), amps, chunks=(amps.size,),
+                                   dtype=values.dtype)
+        else:
+            values = _take(values, amps)
+        return xr.DataArray(values, dims=("x",))
 
     noisy_cut = per_column(noise_stats[:, 0] + dark_noisy_threshold * noise_stats[:, 1])
     ped_lo = per_column(ped_center - pedestal_sigma_threshold * ped_scale)
@@ -300,9 +305,13 @@ def mask_from_darks(
 def _lookup(index, values: np.ndarray):
     """``values[index]`` with -1 -> the last entry, -2 -> the one before (lazy for dask)."""
     if isinstance(index, da.Array):
-        return da.map_blocks(_take, index, values, dtype=values.dtype)
-    return _take(np.asarray(index), values)
+        return da.map_blocks(_values_at, index, values, dtype=values.dtype)
+    return _values_at(index, values)
 
 
-def _take(index: np.ndarray, values: np.ndarray) -> np.ndarray:
-    return values[index.astype(np.intp)]
+def _values_at(index: np.ndarray, values: np.ndarray) -> np.ndarray:
+    return _take(values, index)
+
+
+def _take(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    return values[np.asarray(index).astype(np.intp)]
