@@ -8,8 +8,8 @@ import pytest
 import daskref
 from daskref import dq
 from daskref.io import products
-from daskref.prep import prep
 from daskref.prep import backend_jwst as bj
+from daskref.prep import prep
 from daskref.simulate import simulate_campaign, simulate_exposure, write_references
 
 jwst = pytest.importorskip("jwst")
