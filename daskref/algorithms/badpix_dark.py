@@ -163,8 +163,8 @@ def mask_from_darks(
         Significance of the RC shape test and of the pedestal tests (amplifier's
         clipped pedestal mean plus or minus this many typical pedestal scatters).
     step_sigma_threshold : float
-        A jump-flagged difference counts as a step of the pixel when it stands this
-        many CDS sigmas from its integration's median difference.
+        A group difference counts as a step of the pixel when it stands this many
+        of the pixel's (robust) CDS sigmas from its integration's median difference.
     rate_sigma_threshold : float
         HOT and WARM only where the clean dark rate is also this many of its standard
         errors above zero (a noisy pixel's rate is not a warm pixel's).

@@ -21,9 +21,6 @@ STATISTICS = (
     "rc_significance", "telegraph_fraction",
     "pedestal_low", "pedestal_high", "pedestal_median", "pedestal_scatter", "n_clean",
 )
-#: Clipping of a pixel's own samples (group differences, pedestals): robust against
-#: the steps of telegraph pixels and cosmic rays, unbiased for normal noise.
-_CLIP_SIGMA, _CLIP_ITERS = 3.0, 3
 
 
 def _median(a: np.ndarray) -> np.ndarray:
@@ -33,13 +30,23 @@ def _median(a: np.ndarray) -> np.ndarray:
 
 
 def _robust_std(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Clipped standard deviation along the last axis, unbiased for normal noise."""
-    n_valid = np.count_nonzero(~np.isnan(a), axis=-1)
-    st = sigma_clip_stats(a, sigma=_CLIP_SIGMA, maxiters=_CLIP_ITERS)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        std = np.sqrt(st.var) / clipped_std_bias(n_valid, sigma=_CLIP_SIGMA,
-                                                 maxiters=_CLIP_ITERS)
-    return np.where(n_valid >= 2, std, np.nan), st.mean
+    """Standard deviation and mean along the last axis, robust to many outliers.
+
+    Sigma clipping about the median with the standard deviation keeps the steps of
+    a telegraph pixel (a third of its differences may be steps, which inflate the
+    standard deviation the clipping starts from). Here the samples are cut at 4
+    MAD-sigmas (1.4826 MAD, robust up to half the samples) from the median, and
+    the standard deviation (ddof 1) and mean of what remains are returned: for
+    normal noise within 0.1 % of the true sigma (the cut removes 6e-5 of the
+    samples).
+    """
+    med = _median(a)
+    dev = np.abs(a - med[..., None])
+    scale = 1.4826 * _median(dev)
+    with np.errstate(invalid="ignore"):
+        kept = np.where(dev <= 4 * scale[..., None], a, np.nan)
+    st = sigma_clip_stats(kept, sigma=np.inf, maxiters=0, ddof=1)
+    return np.where(st.n >= 2, np.sqrt(st.var), np.nan), st.mean
 
 
 def _order_statistic(a: np.ndarray, fraction: float, largest: bool) -> np.ndarray:
@@ -94,9 +101,11 @@ def dark_pixel_statistics(
         Clipping of the clean slopes (``dark_stdev_clipping_sigma``,
         ``dark_max_clipping_iters``).
     step_sigma_threshold : float
-        A jump-flagged group difference is a *step* of the pixel when it deviates
-        from its integration's median difference by more than this many CDS noise
-        sigmas (a neighbour of a cosmic ray is flagged without a step).
+        A group difference is a *step* of the pixel when it deviates from its
+        integration's median difference by more than this many of the pixel's CDS
+        noise sigmas (the jump flags do not decide: a neighbour of a cosmic ray is
+        flagged without a step, and a telegraph pixel's inflated READNOISE hides its
+        steps from the jump step).
     max_jump_limit : int
         Steps (up and down together) an integration needs to count as telegraph.
     jump_ratio_threshold, early_cutoff_fraction : float
@@ -150,11 +159,13 @@ def dark_pixel_statistics(
     clean_d = np.where(jump_d, np.nan, d).reshape(npix, -1)
     noise, mean_diff = _robust_std(clean_d)
 
-    # steps: jump-flagged differences that stand out of the integration's own ramp
+    # steps: differences that stand out of the integration's own ramp. Not the jump
+    # flags: the jump step's threshold follows the READNOISE reference, which the
+    # steps of a telegraph pixel inflate, and it flags neighbours that did not step.
     med_k = _median(np.where(jump_d, np.nan, d))
     with np.errstate(invalid="ignore", divide="ignore"):
         dev = (d - med_k[..., None]) / noise[:, None, None]
-    steps = jump_d & (np.abs(np.nan_to_num(dev)) > step_sigma_threshold)
+    steps = np.abs(np.nan_to_num(dev)) > step_sigma_threshold
     n_up = np.count_nonzero(steps & (dev > 0), axis=-1)
     n_down = np.count_nonzero(steps & (dev < 0), axis=-1)
     telegraph_k = (n_up >= 1) & (n_down >= 1) & (n_up + n_down >= max_jump_limit)

@@ -182,3 +182,18 @@ def test_order_statistic__equals_the_fraction_test():
         with np.errstate(invalid="ignore"):
             assert np.array_equal(np.sum(a < thr[:, None], -1) > f * n, lo < thr)
             assert np.array_equal(np.sum(a > thr[:, None], -1) > f * n, hi > thr)
+
+
+def test_mask__telegraph_found_with_a_readnoise_made_from_the_same_darks(badpix_darks):
+    """The steps of a telegraph pixel inflate its READNOISE, so the jump step, which
+    thresholds on it, misses them; the search finds the steps itself."""
+    campaign, refs = badpix_darks
+    raw = daskref.open_stack(campaign.paths)
+    rn = daskref.readnoise(raw)
+    refs = {k: v for k, v in refs.items() if k != "readnoise"}
+    mk, rn = daskref.compute([daskref.mask_from_darks(raw, readnoise=rn, **refs), rn])
+    truth = campaign.truth
+    tel = truth.class_mask("telegraph")
+    assert np.median(rn["readnoise"].values[tel] / truth.readnoise_cds[tel]) > 2
+    got = mk["class"].values[tel] == CLASSES.index("high_cr")
+    assert got.mean() >= RECALL["telegraph"]

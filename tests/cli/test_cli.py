@@ -122,8 +122,10 @@ def test_demo__installed_command(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "READNOISE: median recovered/true CDS noise" in run.stdout
+    assert "MASK: recall hot" in run.stdout and "DARK: rms(recovered - true)" in run.stdout
     for name, model in (("readnoise.fits", dm.ReadnoiseModel), ("superbias.fits",
-                                                               dm.SuperBiasModel)):
+                                                               dm.SuperBiasModel),
+                        ("dark.fits", dm.DarkModel), ("mask.fits", dm.MaskModel)):
         assert f"wrote {tmp_path / 'demo' / name}" in run.stdout
         with model(str(tmp_path / "demo" / name)) as m:
             m.validate()
