@@ -119,3 +119,16 @@ def write_ancillary(ds: xr.Dataset, path, suffix: str, filetype: str, function: 
     with atomic_path(out) as tmp:
         fits.HDUList(hdus).writeto(tmp)
     return out
+
+
+def open_raw(inputs, chunk_mb: float | None = None):
+    """The raw stack of a type that uses ramps as they are.
+
+    Paths are opened lazily (:func:`daskref.io.open_stack`); an opened stack or a
+    DataArray is passed through.
+    """
+    from ..io.fits import open_stack
+
+    if isinstance(inputs, (xr.Dataset, xr.DataArray)):
+        return inputs
+    return open_stack(inputs, chunk_mb=chunk_mb)

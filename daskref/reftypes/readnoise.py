@@ -7,8 +7,7 @@ import xarray as xr
 
 from ..algorithms import readnoise as _rn
 from ..io.crds import CrdsMeta
-from ..io.fits import open_stack
-from ._base import check_computed, write_product
+from ._base import check_computed, open_raw, write_product
 from .registry import Param, RefType, register
 
 REFTYPE = "READNOISE"
@@ -31,9 +30,7 @@ def build(inputs, *, chunk_mb: float | None = None, **params) -> xr.Dataset:
     Parameters are those of :func:`daskref.algorithms.readnoise.readnoise`;
     ``chunk_mb`` sets the slab size when ``inputs`` are paths.
     """
-    stack = inputs if isinstance(inputs, (xr.Dataset, xr.DataArray)) else open_stack(
-        inputs, chunk_mb=chunk_mb)
-    product = _rn.readnoise(stack, **READNOISE_TYPE.resolve(params))
+    product = _rn.readnoise(open_raw(inputs, chunk_mb), **READNOISE_TYPE.resolve(params))
     product.attrs["reflabel"] = READNOISE_TYPE.reflabel
     return product
 

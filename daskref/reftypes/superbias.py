@@ -10,8 +10,7 @@ import xarray as xr
 from .. import dq
 from ..algorithms import superbias as _sb
 from ..io.crds import CrdsMeta
-from ..io.fits import open_stack
-from ._base import ancillary_path, check_computed, write_ancillary, write_product
+from ._base import ancillary_path, check_computed, open_raw, write_ancillary, write_product
 from .registry import Param, RefType, register
 
 REFTYPE = "SUPERBIAS"
@@ -52,9 +51,7 @@ def build(inputs, *, chunk_mb: float | None = None, **params) -> xr.Dataset:
 
     Parameters are those of :func:`daskref.algorithms.superbias.superbias`.
     """
-    stack = inputs if isinstance(inputs, (xr.Dataset, xr.DataArray)) else open_stack(
-        inputs, chunk_mb=chunk_mb)
-    product = _sb.superbias(stack, **SUPERBIAS_TYPE.resolve(params))
+    product = _sb.superbias(open_raw(inputs, chunk_mb), **SUPERBIAS_TYPE.resolve(params))
     product.attrs["reflabel"] = SUPERBIAS_TYPE.reflabel
     return product
 
