@@ -421,6 +421,103 @@ def _add_prep_options(p):
     _add_spill_option(o)
 
 
+def cmd_mkrefs(args) -> int:
+    """``daskref mkrefs``: every reference file of a campaign, grouped, calibrated, named."""
+    import os
+
+    from ..orchestrate.config import default_config_text, load_config
+    from ..orchestrate.run import MkrefsError, execute, parse_tokens, plan
+    from ..reftypes import REGISTRY, ParameterError
+    from ..reftypes.plugins import PluginError, load_plugins
+
+    if args.write_config:
+        out = Path(args.write_config)
+        out.write_text(default_config_text())
+        print(f"wrote {out}")
+        return 0
+    cfgfile = args.cfgfile or os.environ.get("JWST_MKREFS_CONFIGFILE")
+    try:
+        # the plug-ins first (their sections and keys are then known to the config)
+        load_plugins(load_config(cfgfile).data.get("plugin_dirs") or ())
+        config = load_config(cfgfile, args.extracfgfile or (), args.params or (),
+                             args.pp or (), args.pall or ())
+        reflabels, files = parse_tokens(args.tokens, list(REGISTRY))
+        output = dict(config.data["output"])
+        for key in ("outrootdir", "outsubdir", "runID", "runIDNdigits", "ssbdir"):
+            if getattr(args, key) is not None:
+                output[key] = getattr(args, key)
+        if args.skip_runID_ssbdir is not None:
+            output["skip_runID_ssbdir"] = args.skip_runID_ssbdir
+        config.data["output"] = output
+        options = dict(newrunid=args.newrunID, force_redo_ref=args.force_redo_ref,
+                       force_redo_strun=args.force_redo_strun, maxNref=args.maxNref,
+                       maxNstrun=args.maxNstrun, chunk_mb=args.chunk_mb)
+        the_plan = plan(config, reflabels, files, options=options)
+    except (MkrefsError, ParameterError, PluginError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise UsageError(str(exc)) from None
+    if args.onlyshow or args.verbose:
+        for line in the_plan.lines():
+            print(line)
+    if args.onlyshow:
+        return 0
+    todo = [j for j in the_plan.jobs if j.make]
+    if not todo and all(f.path.exists() for f in the_plan.finals):
+        if not args.quiet:
+            print(f"nothing to do: all {len(the_plan.jobs)} reference files exist "
+                  f"in {the_plan.dirs.basedir} (--force_redo_ref remakes them)")
+        return 0
+    with _scheduler(args):
+        result = execute(the_plan, progress=not args.quiet, spill_dir=args.spill_dir)
+    if not args.quiet:
+        for path in result["made"]:
+            print(f"wrote {path}")
+        for path in result["skipped"]:
+            print(f"exists {path}")
+        print(f"mkrefs: {len(result['made'])} files in {result['seconds']:.1f} s; "
+              f"tables and log in {the_plan.dirs.basedir}")
+    return 0
+
+
+def _add_mkrefs_options(p):
+    p.add_argument("tokens", nargs="*", metavar="REFLABELS... FILES...",
+                   help="reflabels (comma lists allowed) and the input files")
+    c = p.add_argument_group("config (jwst_reffiles mkrefs names)")
+    c.add_argument("-c", "--cfgfile", default=None,
+                   help="config file (default $JWST_MKREFS_CONFIGFILE, else the built-in one)")
+    c.add_argument("-e", "--extracfgfile", action="append", default=[],
+                   help="config overlay (repeatable; keys must exist)")
+    c.add_argument("-p", "--params", nargs=2, action="append", metavar=("P", "V"),
+                   help="set top-level parameter P to V (YAML-typed)")
+    c.add_argument("--pp", nargs=3, action="append", metavar=("SECTION", "P", "V"),
+                   help="set parameter P of SECTION")
+    c.add_argument("--pall", nargs=2, action="append", metavar=("P", "V"),
+                   help="set P at top level and in every section that has it")
+    c.add_argument("--write-config", metavar="FILE", default=None,
+                   help="write the complete default config, commented, and exit")
+    r = p.add_argument_group("run")
+    r.add_argument("--onlyshow", action="store_true",
+                   help="print the whole plan and create nothing")
+    for name, helptext in (("outrootdir", "root output directory"),
+                           ("outsubdir", "sub-directory and name component"),
+                           ("runID", "run number, AUTO (the latest) or empty"),
+                           ("ssbdir", "where calibrated products are kept")):
+        r.add_argument(f"--{name}", default=None, help=helptext)
+    r.add_argument("--runIDNdigits", type=int, default=None, help="digits of the run number")
+    r.add_argument("-n", "--newrunID", action="store_true", help="with AUTO: a new run")
+    r.add_argument("--skip_runID_ssbdir", action=argparse.BooleanOptionalAction, default=None,
+                   help="share ssbdir across runs")
+    r.add_argument("--force_redo_strun", "--force-redo-prep", dest="force_redo_strun",
+                   action="store_true", help="recalibrate even where products exist")
+    r.add_argument("--force_redo_ref", action="store_true",
+                   help="remake reference files that exist")
+    r.add_argument("--maxNstrun", type=int, default=None, help="at most this many calibrations")
+    r.add_argument("--maxNref", type=int, default=None, help="at most this many reference files")
+    r.add_argument("-d", "--debug", action="count", default=0, help="debug messages")
+    _add_spill_option(r)
+
+
 def _report(args, paths):
     if not args.quiet:
         for p in paths:
@@ -509,6 +606,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(p, outputs=False)
     p.set_defaults(func=cmd_demo)
 
+    p = sub.add_parser("mkrefs", help="every reference file of a campaign from a config: "
+                                      "grouped, calibrated, named, resumable")
+    _add_mkrefs_options(p)
+    _add_common(p, outputs=False)
+    p.set_defaults(func=cmd_mkrefs)
+
     p = sub.add_parser("prep", help="run calwebb_detector1 steps (ssbsteps) on ramps, "
                                     "writing <base>_<step>.fits or _rate/_rateints")
     p.add_argument("files", nargs="*", metavar="FILES", help="ramp files (uncal or partly "
@@ -526,10 +629,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``daskref`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "mkrefs":  # reflabels and files may stand between the options
+        args.tokens += [e for e in extra if not e.startswith("-")]
+        extra = [e for e in extra if e.startswith("-")]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.WARNING - 10 * getattr(args, "verbose", 0)
     logging.basicConfig(level=level, format="daskref: %(message)s")
-    if hasattr(args, "files") and not args.files:
+    if hasattr(args, "files") and not args.files and args.command != "mkrefs":
         print(f"daskref {args.command}: error: no input files given", file=sys.stderr)
         return 2
     try:

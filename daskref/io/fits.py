@@ -100,6 +100,7 @@ class ExposureInfo:
     sci: ArrayLayout
     groupdq: ArrayLayout | None = None
     pixeldq: ArrayLayout | None = None
+    #: ``primary``: every keyword of the primary header (for configurable keys).
     extra: dict = field(default_factory=dict)
 
     @property
@@ -165,6 +166,8 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
                                          "number of 2880-byte FITS blocks)")
                     raise InputError(path, f"has no SCI extension (extensions: {names})")
                 header = {k: hdul[0].header[k] for k in HEADER_KEYS if k in hdul[0].header}
+                primary = {k: v for k, v in hdul[0].header.items()
+                           if k not in ("", "COMMENT", "HISTORY")}
                 sci_hdr = hdul["SCI"].header
                 sci = _layout(hdul, names.index("SCI"))
                 gdq = _layout(hdul, names.index("GROUPDQ")) if "GROUPDQ" in names else None
@@ -201,7 +204,8 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
     header["NINTS"], header["NGROUPS"] = sci.shape[0], sci.shape[1]
     if "BUNIT" in sci_hdr:
         header["BUNIT"] = sci_hdr["BUNIT"]
-    return ExposureInfo(path=path, header=header, sci=sci, groupdq=gdq, pixeldq=pdq)
+    return ExposureInfo(path=path, header=header, sci=sci, groupdq=gdq, pixeldq=pdq,
+                        extra={"primary": primary})
 
 
 def scan(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[ExposureInfo]:

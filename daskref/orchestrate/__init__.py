@@ -1,0 +1,1 @@
+"""mkrefs: config, inputs, grouping, plans and runs of whole campaigns."""

@@ -1,0 +1,680 @@
+"""mkrefs: a config and a pile of exposures in, every reference file of a campaign out.
+
+:func:`plan` reads every input's headers, forms the image sets of every reflabel
+(per detector and readout configuration, :mod:`.grouping`), names every output,
+decides what exists already and what must be made, and resolves the references of
+the calibration (``reffile4ssb``: files, glob patterns, ``SELF``, ``CRDS``). Nothing is
+read or written. :func:`execute` then makes the files, stage by stage: a stage is one
+collection step over every product it holds (each input byte read once per stage,
+each distinct (input, steps) calibration built once), and a new stage starts only
+where ``SELF`` needs a finished file of the run. The final file of a reflabel and
+detector with several individual files is their pixel-by-pixel combination.
+
+Layout (``basedir = outrootdir[/outsubdir][/runNNN]``)::
+
+    basedir/<reflabel>/<reflabel>[_outsubdir][_runNNN][.addsuffix].cmd<ID>.<reftype>.fits
+    basedir/<reflabel>/<reflabel>[_outsubdir][_runNNN][.addsuffix].<DETECTOR>.final.<reftype>.fits
+    basedir/<name>.inputs.txt, .sets.txt, .prep.txt, .outputs.txt   (astropy ECSV tables)
+    basedir/mkrefs_<YYYY-MM-DDTHH-MM-SS>.log
+    ssbdir/<base>_<step>.fits                                        (ssb_save_steps)
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import reftypes as _reftypes  # noqa: F401  (registers the built-in types)
+from .._compute import compute
+from ..geometry import is_miri
+from ..io.crds import CrdsMeta
+from ..io.fits import InputError, _stack_bytes_per_row, open_infos, read_info, row_chunks_for
+from ..prep.engine import NEEDS, PREP_CHUNK_MB, REFTYPES, prep_many
+from ..prep.stack import concat_integrations
+from ..prep.steps import parse_steps, steps_to_run
+from ..reftypes.registry import REGISTRY, RefType
+from .grouping import ImageSet, InputFile, image_sets
+from .inputs import read_inputs
+
+log = logging.getLogger("daskref.mkrefs")
+
+#: reffile4ssb / validation keys: the lower-case CRDS type names, and jwst_reffiles'.
+REFFILE_KEYS = {name: name for name in REFTYPES} | {"rdnoise": "readnoise", "bpm": "mask"}
+
+
+class MkrefsError(ValueError):
+    """A campaign that cannot be planned as configured (one line, before any work)."""
+
+
+# --------------------------------------------------------------------------- directories
+
+
+@dataclass
+class Dirs:
+    """Where a run's files go."""
+
+    root: Path
+    subdir: str
+    runlabel: str
+    addsuffix: str
+    basedir: Path
+    ssbdir: Path
+
+    @property
+    def prefix(self) -> str:
+        """``_outsubdir_runNNN`` part of the names."""
+        return "".join(f"_{p}" for p in (self.subdir, self.runlabel) if p)
+
+    def table(self, what: str) -> Path:
+        """A bookkeeping table of the run."""
+        name = "_".join(p for p in (self.subdir, self.runlabel) if p) or "mkrefs"
+        return self.basedir / f"{name}.{what}.txt"
+
+    def reffile(self, reflabel: str, reftype: str, cmd_id: int) -> Path:
+        """An individual reference file."""
+        suffix = f".{self.addsuffix}" if self.addsuffix else ""
+        name = f"{reflabel}{self.prefix}{suffix}.cmd{cmd_id}.{reftype}.fits"
+        return self.basedir / reflabel / name
+
+    def final(self, reflabel: str, reftype: str, detector: str) -> Path:
+        """The final reference file of a reflabel and detector."""
+        suffix = f".{self.addsuffix}" if self.addsuffix else ""
+        return (self.basedir / reflabel
+                / f"{reflabel}{self.prefix}{suffix}.{detector}.final.{reftype}.fits")
+
+
+def run_number(root: Path, run_id, new: bool) -> int | None:
+    """The run number: an integer as given; ``AUTO`` the latest existing (``new``: +1)."""
+    if run_id in (None, ""):
+        return None
+    if str(run_id).upper() != "AUTO":
+        try:
+            return int(run_id)
+        except ValueError:
+            raise MkrefsError(f"runID {run_id!r} is neither a number nor AUTO") from None
+    numbers = [int(m.group(1)) for p in (root.glob("run*") if root.is_dir() else ())
+               if (m := re.fullmatch(r"run(\d+)", p.name)) and p.is_dir()]
+    if not numbers:
+        return 0
+    return max(numbers) + 1 if new else max(numbers)
+
+
+def directories(output: Mapping, *, newrunid: bool = False) -> Dirs:
+    """The run's directories from the config's ``output`` section (CLI values merged)."""
+    rootdir = str(output.get("outrootdir") or "")
+    if not rootdir:
+        raise MkrefsError("output.outrootdir is empty: give --outrootdir or set it in the config")
+    root = Path(os.path.abspath(os.path.expandvars(rootdir)))
+    subdir = str(output.get("outsubdir") or "")
+    top = root / subdir if subdir else root
+    number = run_number(top, output.get("runID"), newrunid)
+    digits = int(output.get("runIDNdigits") or 1)
+    runlabel = f"run{number:0{digits}d}" if number is not None else ""
+    basedir = top / runlabel if runlabel else top
+    if output.get("ssbdir"):
+        ssbdir = Path(os.path.abspath(os.path.expandvars(str(output["ssbdir"]))))
+    else:
+        ssbdir = (top if output.get("skip_runID_ssbdir") else basedir) / "ssb"
+    return Dirs(root=root, subdir=subdir, runlabel=runlabel,
+                addsuffix=str(output.get("addsuffix") or ""), basedir=basedir, ssbdir=ssbdir)
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Job:
+    """One reference file to make: a reflabel over one image set."""
+
+    cmd_id: int
+    reflabel: str
+    rt: RefType
+    imset: ImageSet
+    path: Path
+    steps: str | None
+    refs: dict
+    params: dict
+    meta: CrdsMeta
+    exists: bool = False
+    make: bool = True
+    stage: int = 0
+    status: str = "planned"
+    self_refs: dict = field(default_factory=dict)  # prep arg -> reftype made in this run
+
+
+@dataclass
+class Final:
+    """The combination of a reflabel's individual files of one detector."""
+
+    reflabel: str
+    detector: str
+    method: str
+    jobs: list[Job]
+    path: Path
+    meta: CrdsMeta
+    validation: str | None = None
+    status: str = "planned"
+
+
+@dataclass
+class Plan:
+    """Everything a run will do, decided from the headers and the file system."""
+
+    config: object
+    dirs: Dirs
+    files: list[InputFile]
+    infos: dict
+    jobs: list[Job]
+    finals: list[Final]
+    notes: list[str]
+    prep: list[dict]
+    options: dict
+
+    def lines(self) -> list[str]:
+        """The plan as text (what ``--onlyshow`` prints)."""
+        out = [f"run directory: {self.dirs.basedir}", f"ssbdir: {self.dirs.ssbdir}",
+               f"inputs: {len(self.files)} ({sum(f.kind == 'dark' for f in self.files)} darks, "
+               f"{sum(f.kind == 'flat' for f in self.files)} flats)"]
+        out += [f"note: {n}" for n in self.notes]
+        for job in self.jobs:
+            what = "make" if job.make else ("exists, skipped" if job.exists else "skipped")
+            labels = ", ".join(f"{lab}={Path(f.path).name}" for lab, f in job.imset.members)
+            out.append(f"cmd{job.cmd_id} {job.reflabel} {job.imset.detector} stage {job.stage} "
+                       f"[{what}] steps={job.steps or 'none'} -> {job.path}")
+            out.append(f"    {labels}")
+            for name, ref in sorted(job.refs.items()):
+                out.append(f"    {name}: {ref}")
+        for fin in self.finals:
+            out.append(f"final {fin.reflabel} {fin.detector} ({fin.method} of "
+                       f"{len(fin.jobs)}) -> {fin.path}")
+        for row in self.prep:
+            out.append(f"prep {Path(row['input']).name}: steps {row['steps']} from "
+                       f"{Path(row['source']).name}" + (f", keeps {row['save']}" if row['save']
+                                                       else ""))
+        return out
+
+
+def parse_tokens(tokens: Sequence[str], known: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Split mkrefs' positional arguments into reflabels (comma lists allowed) and files.
+
+    Raises
+    ------
+    MkrefsError
+        A token that is neither a known reflabel nor an existing file, or no reflabel.
+    """
+    labels, files = [], []
+    for token in tokens:
+        parts = [p for p in token.split(",") if p]
+        if parts and all(p in known for p in parts):
+            labels += [p for p in parts if p not in labels]
+        elif os.path.isfile(token):
+            files.append(token)
+        else:
+            raise MkrefsError(f"{token}: neither a reflabel ({', '.join(known)}) nor an "
+                              "existing file")
+    if not labels:
+        raise MkrefsError(f"no reflabel given (known: {', '.join(known)})")
+    if not files:
+        raise MkrefsError("no input files given")
+    return labels, files
+
+
+def _steps_for(framework: Mapping, detector_attrs: Mapping) -> str | None:
+    steps = framework.get("ssbsteps_miri") if is_miri(detector_attrs) else None
+    steps = steps or framework.get("ssbsteps")
+    if not steps or str(steps).strip().lower() == "none":
+        return None
+    return ",".join(s.strip() for s in str(steps).split(",") if s.strip())
+
+
+def _reference_for(key: str, value, detector: str, subarray: str) -> str | None:
+    """A reffile4ssb file or glob pattern, matched to the detector."""
+    from astropy.io import fits
+
+    candidates = sorted(glob.glob(os.path.expandvars(str(value))))
+    if not candidates:
+        raise MkrefsError(f"reffile4ssb.{key}: {value!r} matches no file")
+    matching = []
+    for c in candidates:
+        try:
+            header = fits.getheader(c)
+        except OSError as exc:
+            raise MkrefsError(f"reffile4ssb.{key}: {c}: not a FITS file ({exc})") from None
+        det = str(header.get("DETECTOR", "")).upper()
+        if det in (detector, "", "ANY", "MULTIPLE", "N/A"):
+            matching.append(c)
+    if not matching:
+        raise MkrefsError(f"reffile4ssb.{key}: no file of {value!r} is for detector {detector}")
+    if len(matching) > 1:
+        raise MkrefsError(f"reffile4ssb.{key}: {len(matching)} files of {value!r} are for "
+                          f"detector {detector}: {', '.join(map(os.path.basename, matching))}")
+    del subarray
+    return matching[0]
+
+
+def _crds_reference(key: str, header: Mapping) -> str:
+    """Best reference of a type from the ``crds`` client (a server or a cache)."""
+    try:
+        import crds
+    except ImportError:
+        raise MkrefsError(f"reffile4ssb.{key}: CRDS asked for, but the 'crds' package is not "
+                          "installed (pip install crds)") from None
+    reftype = REFTYPES[REFFILE_KEYS[key]].lower()
+    params = {"META.INSTRUMENT.NAME": header.get("INSTRUME"),
+              "META.INSTRUMENT.DETECTOR": header.get("DETECTOR"),
+              "META.SUBARRAY.NAME": header.get("SUBARRAY"),
+              "META.EXPOSURE.READPATT": header.get("READPATT"),
+              "META.EXPOSURE.TYPE": header.get("EXP_TYPE"),
+              "META.OBSERVATION.DATE": header.get("DATE-OBS"),
+              "META.OBSERVATION.TIME": header.get("TIME-OBS")}
+    try:
+        best = crds.getreferences(params, reftypes=[reftype], observatory="jwst")
+    except Exception as exc:  # server or cache unreachable, or no match
+        raise MkrefsError(f"reffile4ssb.{key}: CRDS could not give a {reftype.upper()} "
+                          f"reference ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+                          ) from None
+    return best[reftype]
+
+
+def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Mapping) -> Plan:
+    """Decide everything a run will do, from the config, the headers and the disk.
+
+    Parameters
+    ----------
+    config : LoadedConfig
+        From :func:`daskref.orchestrate.config.load_config`.
+    reflabels : sequence of str
+        What to make, in this order (cmdIDs follow it).
+    files : sequence of str
+        Input exposures.
+    options : mapping
+        ``newrunid``, ``force_redo_ref``, ``force_redo_strun``, ``maxNref``,
+        ``maxNstrun``, ``chunk_mb``.
+
+    Raises
+    ------
+    MkrefsError, daskref.io.fits.InputError, daskref.reftypes.ParameterError
+        Before anything is read or written.
+    """
+    data = config.data
+    notes = list(config.notes)
+    dirs = directories(data["output"], newrunid=bool(options.get("newrunid")))
+    inputs, infos, input_notes = read_inputs(files, data["inputfiles"])
+    notes += input_notes
+    limits = dict(dd_max_delta_mjd=(data.get("DD") or {}).get("max_Delta_MJD"),
+                  ff_max_delta_mjd=(data.get("FF") or {}).get("max_Delta_MJD"),
+                  ddff_max_delta_mjd=(data.get("DDFF") or {}).get("max_Delta_MJD"))
+    reffile4ssb = {REFFILE_KEYS.get(k.lower(), k.lower()): v
+                   for k, v in (data.get("reffile4ssb") or {}).items() if v not in (None, "")}
+    unknown = sorted(set(reffile4ssb) - set(REFTYPES))
+    if unknown:
+        raise MkrefsError(f"reffile4ssb: unknown type(s) {unknown}; known: "
+                          f"{', '.join(REFFILE_KEYS)}")
+    validation = {REFFILE_KEYS.get(k.lower(), k.lower()): v
+                  for k, v in (data.get("validation") or {}).items() if v not in (None, "")}
+    jobs: list[Job] = []
+    cmd_id = 0
+    for label in reflabels:
+        rt = REGISTRY[label]
+        fw = config.framework(label)
+        sets, set_notes = image_sets(inputs, fw["imtypes"], **limits)
+        notes += [f"{label}: {n}" for n in set_notes]
+        params = config.parameters(label)
+        meta = config.metadata(label)
+        for imset in sets:
+            attrs = infos[imset.members[0][1].path].header
+            steps = _steps_for(fw, attrs)
+            if steps is not None and "mask" not in reffile4ssb:
+                # dq_init runs only with a MASK; reference pixels come from the geometry
+                steps = ",".join(x for x in steps.split(",") if x != "dq_init") or None
+            needed = set()
+            if steps is not None:  # a bad ssbsteps: an error now
+                to_run = steps_to_run(parse_steps(steps, attrs), attrs)
+                needed = {r for s in to_run for r in NEEDS.get(s, ())}
+                missing = sorted(r for r in needed if r not in reffile4ssb)
+                if missing:
+                    step = next(s for s in to_run if set(NEEDS.get(s, ())) & set(missing))
+                    raise MkrefsError(
+                        f"{label}: step {step!r} of ssbsteps {steps!r} needs a "
+                        f"{REFTYPES[missing[0]]} reference: set reffile4ssb.{missing[0]} "
+                        "(a file, a glob pattern, SELF or CRDS)")
+                needed.add("gain")  # also the e-/s of the calibrated types
+            refs, self_refs = {}, {}
+            for name, value in sorted(reffile4ssb.items()):
+                if name not in needed:
+                    continue
+                if str(value).upper() == "SELF":
+                    self_refs[name] = REFTYPES[name]
+                    refs[name] = "SELF"
+                elif str(value).upper() == "CRDS":
+                    refs[name] = _crds_reference(name, attrs)
+                else:
+                    refs[name] = _reference_for(name, value, imset.detector,
+                                                str(attrs.get("SUBARRAY", "")))
+            path = dirs.reffile(label, str(fw["reftype"]).lower(), cmd_id)
+            jobs.append(Job(cmd_id=cmd_id, reflabel=label, rt=rt, imset=imset, path=path,
+                            steps=steps, refs=refs, params=params,
+                            meta=CrdsMeta(**meta), self_refs=self_refs))
+            cmd_id += 1
+    if not jobs:
+        raise MkrefsError("no image set for any reflabel: " + "; ".join(notes[-3:]))
+    _order_stages(jobs)
+    finals = _finals(config, jobs, dirs, validation)
+    made = 0
+    for job in jobs:
+        job.exists = job.path.exists()
+        job.make = not job.exists or bool(options.get("force_redo_ref"))
+        if job.make and options.get("maxNref") is not None and made >= int(options["maxNref"]):
+            job.make = False
+            job.status = "skipped (maxNref)"
+        made += job.make
+        if not job.make and job.status == "planned":
+            job.status = "exists"
+    prep_rows = _prep_rows(jobs, dirs, data, options, infos)
+    return Plan(config=config, dirs=dirs, files=inputs, infos=infos, jobs=jobs, finals=finals,
+                notes=notes, prep=prep_rows, options=dict(options))
+
+
+def _order_stages(jobs: list[Job]) -> None:
+    """Stage numbers: a job using a SELF reference runs after the jobs making it."""
+    for _ in range(len(jobs) + 1):
+        changed = False
+        for job in jobs:
+            for name, reftype in job.self_refs.items():
+                makers = [j for j in jobs if j.rt.reftype == reftype
+                          and j.imset.detector == job.imset.detector]
+                if not makers:
+                    raise MkrefsError(
+                        f"{job.reflabel} cmd{job.cmd_id}: reffile4ssb.{name} is SELF but this "
+                        f"run makes no {reftype} for {job.imset.detector}: add its reflabel")
+                if job in makers:
+                    raise MkrefsError(f"{job.reflabel}: reffile4ssb.{name} SELF is the file "
+                                      "it makes itself")
+                need = max(j.stage for j in makers) + 1
+                if need > job.stage:
+                    job.stage, changed = need, True
+        if not changed:
+            return
+    raise MkrefsError("reffile4ssb SELF references form a cycle")
+
+
+def _finals(config, jobs: list[Job], dirs: Dirs, validation: Mapping) -> list[Final]:
+    finals = []
+    by_key: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        by_key.setdefault((job.reflabel, job.imset.detector), []).append(job)
+    for (label, detector), group in by_key.items():
+        fw = config.framework(label)
+        method = str(fw.get("combine") or "mean")
+        key = REFFILE_KEYS.get(group[0].rt.reftype.lower())
+        if len(group) < 2 or method == "none":
+            if key in validation:  # a single file is its own final
+                finals.append(Final(label, detector, "single", group, group[0].path,
+                                    group[0].meta, validation.get(key)))
+            continue
+        path = dirs.final(label, str(fw["reftype"]).lower(), detector)
+        finals.append(Final(label, detector, method, group, path, group[0].meta,
+                            validation.get(key)))
+    return finals
+
+
+def _prep_rows(jobs, dirs: Dirs, data: Mapping, options: Mapping, infos) -> list[dict]:
+    """The calibration each input needs, once per distinct (input, steps)."""
+    rows, seen = [], {}
+    search = [dirs.ssbdir]
+    extra = (data.get("output") or {}).get("pipeline_prod_search_dir") or []
+    search += [Path(p) for p in ([extra] if isinstance(extra, str) else extra) if p]
+    for job in jobs:
+        if job.steps is None:
+            continue
+        save = list((data.get(job.reflabel) or {}).get("ssb_save_steps") or [])
+        for _, f in job.imset.members:
+            key = (f.path, job.steps)
+            if key in seen:
+                seen[key]["save"] = sorted(set(seen[key]["save"]) | set(save))
+                continue
+            source = f.path
+            if not options.get("force_redo_strun"):
+                source = _existing_product(f.path, job.steps, infos[f.path].header, search) \
+                    or f.path
+            seen[key] = {"input": f.path, "steps": job.steps, "source": source,
+                         "save": sorted(set(save))}
+            rows.append(seen[key])
+    return rows
+
+
+def _existing_product(path: str, steps: str, attrs: Mapping, search: Sequence[Path]):
+    """A calibrated ramp of this input in ``search`` (recursively) that needs fewest steps.
+
+    A candidate qualifies when its S_* keywords show only requested steps done; the one
+    with the most of them done wins (its name ``<base>_<step>.fits``).
+    """
+    from ..io.products import base_name
+
+    wanted = parse_steps(steps, attrs)
+    base = base_name(path)
+    best, best_left = None, None
+    for directory in search:
+        if not directory.is_dir():
+            continue
+        for cand in sorted(directory.rglob(f"{base}_*.fits")):
+            if os.path.samefile(cand, path):
+                continue
+            try:
+                info = read_info(cand)
+            except InputError:
+                continue  # not a ramp (a rate file, say)
+            left = steps_to_run(wanted, info.header)
+            done = [s for s in _done_steps(info.header) if s not in wanted]
+            if done:
+                continue
+            if best_left is None or len(left) < len(best_left):
+                best, best_left = str(cand), left
+    return best
+
+
+def _done_steps(attrs: Mapping) -> list[str]:
+    from ..algorithms.steps._common import STEP_KEYWORDS, is_done
+
+    return [s for s in STEP_KEYWORDS if is_done(attrs, s)]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _rows_of(jobs: Sequence[Job], infos, chunk_mb) -> dict:
+    """Row slabs per (detector, readout), sized for the largest set of the group.
+
+    Every job then opens a file with the same slabs and shares its reads.
+    """
+    rows = {}
+    for job in jobs:
+        key = (job.imset.detector, job.imset.readout)
+        set_infos = [infos[f.path] for _, f in job.imset.members]
+        bpr = _stack_bytes_per_row(set_infos)
+        ny = set_infos[0].shape[2]
+        factor = PREP_CHUNK_MB if job.steps else None
+        mb = chunk_mb if chunk_mb is not None else factor
+        r = row_chunks_for(ny, bpr, mb)
+        if key not in rows or r[0] < rows[key][0]:
+            rows[key] = r
+    return rows
+
+
+def execute(p: Plan, *, progress: bool = False, spill_dir=None) -> dict:
+    """Make every planned file, stage by stage; write the tables and the log.
+
+    Returns
+    -------
+    dict
+        ``made`` (paths written), ``skipped`` (existing), ``finals``, ``seconds``.
+    """
+    from ..io.products import writers
+
+    t0 = time.perf_counter()
+    made, skipped = [], [str(j.path) for j in p.jobs if not j.make]
+    p.dirs.basedir.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(p.dirs.basedir / time.strftime("mkrefs_%Y-%m-%dT%H-%M-%S.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.getLogger("daskref").addHandler(handler)
+    try:
+        for line in p.lines():
+            log.info(line)
+        rows = _rows_of(p.jobs, p.infos, p.options.get("chunk_mb"))
+        stages = sorted({j.stage for j in p.jobs})
+        prep_by_input = {(r["input"], r["steps"]): r for r in p.prep}
+        for stage in stages:
+            todo = [j for j in p.jobs if j.stage == stage and j.make]
+            # SELF references of this stage: the finished files of earlier stages
+            for job in todo:
+                for name, reftype in job.self_refs.items():
+                    job.refs[name] = _finished(p, reftype, job.imset.detector)
+            products, jobs_made, cache, save_tasks, save_paths = [], [], {}, [], []
+            for job in todo:
+                rows_k = rows[(job.imset.detector, job.imset.readout)]
+                inputs = _inputs_of(job, p.infos, rows_k, cache, prep_by_input, spill_dir)
+                extra = dict(steps=job.steps, **job.refs) if job.rt.ssbsteps else {}
+                products.append(job.rt.build(inputs, **extra, **job.params))
+                jobs_made.append(job)
+            # prep products to keep (ssb_save_steps), in the same pass
+            for (path, steps), result in cache.items():
+                row = prep_by_input.get((path, steps))
+                if not row or not row["save"]:
+                    continue
+                ramp_steps = [s for s in row["save"] if s not in ("rate", "rateints", "fitopt")]
+                tasks, paths = writers([result], p.dirs.ssbdir, save_ramp=bool(ramp_steps))
+                if all(q.exists() for q in paths) and not p.options.get("force_redo_strun"):
+                    continue  # kept by an earlier run
+                p.dirs.ssbdir.mkdir(parents=True, exist_ok=True)
+                save_tasks += tasks
+                save_paths += paths
+            if not products:
+                continue
+            log.info("stage %d: %d reference files in one pass", stage, len(products))
+            computed = compute(products + save_tasks, progress=progress)[:len(products)]
+            for job, ds in zip(jobs_made, computed, strict=True):
+                job.path.parent.mkdir(parents=True, exist_ok=True)
+                job.rt.write(ds, job.path, job.meta)
+                job.status = "made"
+                made.append(str(job.path))
+                log.info("cmd%d %s -> %s", job.cmd_id, job.reflabel, job.path)
+            made += [str(q) for q in save_paths]
+            for fin in p.finals:
+                if all(j.stage <= stage for j in fin.jobs) and fin.status == "planned":
+                    _make_final(fin, p)
+                    if fin.status == "made":
+                        made.append(str(fin.path))
+        for fin in p.finals:
+            if fin.status == "planned":
+                _make_final(fin, p)
+        _write_tables(p)
+    finally:
+        logging.getLogger("daskref").removeHandler(handler)
+        handler.close()
+    seconds = time.perf_counter() - t0
+    return {"made": made, "skipped": skipped, "seconds": seconds,
+            "finals": [str(f.path) for f in p.finals]}
+
+
+def _finished(p: Plan, reftype: str, detector: str) -> str:
+    """The file a SELF reference means: the final file, or the single one."""
+    for fin in p.finals:
+        if fin.jobs[0].rt.reftype == reftype and fin.detector == detector and fin.path.exists():
+            return str(fin.path)
+    makers = [j for j in p.jobs if j.rt.reftype == reftype and j.imset.detector == detector]
+    if len(makers) == 1 and makers[0].path.exists():
+        return str(makers[0].path)
+    raise MkrefsError(f"SELF {reftype} for {detector}: its file was not made")
+
+
+def _inputs_of(job: Job, infos, rows, cache: dict, prep_rows: Mapping, spill_dir):
+    """The job's stack: raw, or calibrated per input once per (input, steps)."""
+    members = [infos[f.path] for _, f in job.imset.members]
+    if job.steps is None:
+        return open_infos(members, row_chunks=rows)
+    refs = {k: v for k, v in job.refs.items()}
+    results = []
+    for info in members:
+        key = (info.path, job.steps)
+        if key not in cache:
+            row = prep_rows.get(key, {})
+            source = row.get("source", info.path)
+            src_info = info if source == info.path else read_info(source)
+            opened = open_infos([src_info], row_chunks=rows)
+            opened.attrs["inputs"] = [info.path]
+            params = {k: v for k, v in job.params.items() if k in _prep_parameter_names()}
+            if "fitopt" in row.get("save", ()):
+                params["save_opt"] = True
+            cache[key] = prep_many([opened], steps=job.steps, spill_dir=spill_dir,
+                                   **refs, **params)[0]
+        results.append(cache[key])
+    for info, ds in zip(members, results, strict=True):
+        for step in job.rt.requires:
+            from ..algorithms.steps._common import is_done
+
+            if not is_done(ds.attrs, step):
+                raise InputError(info.path, f"has not had the {step} step and it is not "
+                                 f"requested (ssbsteps {job.steps!r})")
+    return concat_integrations(results)
+
+
+def _prep_parameter_names():
+    from ..prep.engine import STEP_PARAMETERS
+
+    return {k for step in STEP_PARAMETERS.values() for k in step}
+
+
+def _make_final(fin: Final, p: Plan) -> None:
+    """Combine a reflabel's individual files of one detector, and validate it."""
+    from ..reftypes.combine import combine_files, compare_files
+
+    paths = [j.path for j in fin.jobs if j.path.exists()]
+    if fin.method != "single":
+        if len(paths) < len(fin.jobs):
+            fin.status = "incomplete"
+            return
+        if not fin.path.exists() or any(j.status == "made" for j in fin.jobs) \
+                or p.options.get("force_redo_ref"):
+            combine_files(paths, fin.path, fin.method, fin.meta)
+            fin.status = "made"
+            log.info("final %s %s: %s of %d files -> %s", fin.reflabel, fin.detector,
+                     fin.method, len(paths), fin.path)
+        else:
+            fin.status = "exists"
+    else:
+        fin.status = "exists"
+    if fin.validation:
+        report = compare_files(fin.path, fin.validation)
+        out = fin.path.with_name(fin.path.name.removesuffix(".fits") + ".validation.json")
+        out.write_text(json.dumps(report, indent=2))
+        log.info("validation of %s against %s: %s", fin.path.name, fin.validation,
+                 json.dumps(report))
+
+
+def _write_tables(p: Plan) -> None:
+    """The bookkeeping tables of the run (astropy ECSV)."""
+    from astropy.table import Table
+
+    def save(rows, what, names):
+        table = Table(rows=rows, names=names) if rows else Table(names=names)
+        table.write(p.dirs.table(what), format="ascii.ecsv", overwrite=True)
+
+    save([(f.index, f.path, f.kind, f.mjd, f.detector, "/".join(map(str, f.readout)))
+          for f in p.files], "inputs", ["imID", "fitsfile", "imtype", "MJD", "detector",
+                                        "readout"])
+    save([(j.cmd_id, j.reflabel, j.imset.detector, lab, f.path)
+          for j in p.jobs for lab, f in j.imset.members], "sets",
+         ["cmdID", "reflabel", "detector", "imlabel", "fitsfile"])
+    save([(r["input"], r["steps"], r["source"], ",".join(r["save"])) for r in p.prep], "prep",
+         ["fitsfile", "ssbsteps", "source", "saved"])
+    save([(j.cmd_id, j.reflabel, j.imset.detector, str(j.path), j.status) for j in p.jobs]
+         + [(-1, f.reflabel, f.detector, str(f.path), f.status) for f in p.finals],
+         "outputs", ["cmdID", "reflabel", "detector", "reffile", "status"])
+
