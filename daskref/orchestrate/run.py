@@ -377,7 +377,7 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
         made += job.make
         if not job.make and job.status == "planned":
             job.status = "exists"
-    prep_rows = _prep_rows(jobs, dirs, data, options, infos)
+    prep_rows = _prep_rows([j for j in jobs if j.make], dirs, data, options, infos)
     return Plan(config=config, dirs=dirs, files=inputs, infos=infos, jobs=jobs, finals=finals,
                 notes=notes, prep=prep_rows, options=dict(options))
 
@@ -426,15 +426,21 @@ def _finals(config, jobs: list[Job], dirs: Dirs, validation: Mapping) -> list[Fi
 
 
 def _prep_rows(jobs, dirs: Dirs, data: Mapping, options: Mapping, infos) -> list[dict]:
-    """The calibration each input needs, once per distinct (input, steps)."""
+    """The calibration each input needs, once per distinct (input, steps).
+
+    With ``maxNstrun``, a job whose inputs would need more new calibrations than the
+    cap allows is not made this run (its status says so).
+    """
     rows, seen = [], {}
     search = [dirs.ssbdir]
     extra = (data.get("output") or {}).get("pipeline_prod_search_dir") or []
     search += [Path(p) for p in ([extra] if isinstance(extra, str) else extra) if p]
+    cap = options.get("maxNstrun")
     for job in jobs:
         if job.steps is None:
             continue
         save = list((data.get(job.reflabel) or {}).get("ssb_save_steps") or [])
+        new = []
         for _, f in job.imset.members:
             key = (f.path, job.steps)
             if key in seen:
@@ -444,9 +450,14 @@ def _prep_rows(jobs, dirs: Dirs, data: Mapping, options: Mapping, infos) -> list
             if not options.get("force_redo_strun"):
                 source = _existing_product(f.path, job.steps, infos[f.path].header, search) \
                     or f.path
-            seen[key] = {"input": f.path, "steps": job.steps, "source": source,
-                         "save": sorted(set(save))}
-            rows.append(seen[key])
+            new.append({"input": f.path, "steps": job.steps, "source": source,
+                        "save": sorted(set(save))})
+        if cap is not None and len(rows) + len(new) > int(cap):
+            job.make, job.status = False, "skipped (maxNstrun)"
+            continue
+        for row in new:
+            seen[(row["input"], row["steps"])] = row
+            rows.append(row)
     return rows
 
 

@@ -246,3 +246,80 @@ def test_mkrefs__plugin_from_an_entry_point(campaign, tmp_path, monkeypatch):
     assert np.isfinite(fits.getdata(out, "SCI")).all()
     del sys.modules["hotpkg"]
     os.environ.pop("DUMMY", None)
+
+
+def _plain_config(d, refs, tmp_path, **sections):
+    """readnoise/superbias as files of an earlier run (no SELF)."""
+    import yaml
+
+    cfg = {"output": {"outrootdir": str(tmp_path / "o"), "runID": ""},
+           "reffile4ssb": {"saturation": str(refs["saturation"]),
+                           "linearity": str(refs["linearity"]), "gain": str(refs["gain"]),
+                           "superbias": str(refs["superbias"]),
+                           "readnoise": str(refs["readnoise"])}}
+    cfg.update(sections)
+    path = tmp_path / "plain.cfg"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+@pytest.fixture(scope="module")
+def file_refs(campaign):
+    d, truth, paths, refs = campaign
+    more = write_references(truth, d / "refs2", 10, kinds=["superbias", "readnoise"])
+    return {**refs, **more}
+
+
+def test_mkrefs__reuses_kept_calibrations(campaign, file_refs, tmp_path):
+    d, truth, paths, _ = campaign
+    cfg = _plain_config(d, file_refs, tmp_path,
+                        badpix_from_darks={"ssb_save_steps": "jump", "imtypes": "D+"})
+    base = ["mkrefs", "-c", str(cfg), "badpix_from_darks", *map(str, paths[:6]), "-q"]
+    assert main(base) == 0
+    mask = next((tmp_path / "o").rglob("*.mask.fits"))
+    first = fits.getdata(mask, "DQ")
+    kept = sorted((tmp_path / "o" / "ssb").glob("*_ramp.fits"))
+    assert len(kept) == 5  # the 5 darks of the 6 files (one is a flat)
+    assert main(base[:-1] + ["--force_redo_ref", "-q"]) == 0
+    prep = Table.read(next((tmp_path / "o").glob("*.prep.txt")), format="ascii.ecsv")
+    assert all(str(s).endswith("_ramp.fits") for s in prep["source"])  # only rate was left
+    np.testing.assert_array_equal(fits.getdata(mask, "DQ"), first)
+
+
+def test_mkrefs__validation_against_a_previous_file(campaign, file_refs, tmp_path):
+    d, truth, paths, _ = campaign
+    cfg = _plain_config(d, file_refs, tmp_path,
+                        validation={"rdnoise": str(file_refs["readnoise"])})
+    assert main(["mkrefs", "-c", str(cfg), "readnoise", *map(str, paths), "-q"]) == 0
+    report = next((tmp_path / "o").rglob("*.validation.json"))
+    import json
+
+    values = json.loads(report.read_text())
+    assert values["median_ratio"] == pytest.approx(1.0, abs=0.03)  # made vs the true noise
+    assert values["previous"] == str(file_refs["readnoise"])
+
+
+def test_mkrefs__crds_without_a_server_is_one_line(campaign, file_refs, tmp_path, capsys):
+    d, truth, paths, _ = campaign
+    cfg = _plain_config(d, file_refs, tmp_path)
+    code = main(["mkrefs", "-c", str(cfg), "--pp", "reffile4ssb", "gain", "CRDS", "dark",
+                 *map(str, paths[:3])])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "reffile4ssb.gain: CRDS" in err
+
+
+def test_mkrefs__write_config_and_caps(campaign, file_refs, tmp_path, capsys):
+    from daskref.orchestrate.config import default_config, load_config
+
+    out = tmp_path / "default.cfg"
+    assert main(["mkrefs", "--write-config", str(out)]) == 0
+    assert load_config(str(out)).data == load_config(None).data
+    assert "badpix_from_darks:" in out.read_text() and default_config()["dark"]["imtypes"]
+    d, truth, paths, _ = campaign
+    cfg = _plain_config(d, file_refs, tmp_path)
+    capsys.readouterr()
+    assert main(["mkrefs", "-c", str(cfg), "--onlyshow", "--pp", "dark", "imtypes", "D",
+                 "--maxNref", "2", "dark", *map(str, paths[:8])]) == 0
+    text = capsys.readouterr().out
+    assert text.count("[make]") == 2 and "skipped" in text
