@@ -204,50 +204,75 @@ def cmd_simulate(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    """``daskref demo``: simulate a dark campaign, make every dark product in one pass."""
-    from .. import api
-    from ..prep.stack import prep_stack
-    from ..simulate import BAD_PIXEL_DEFAULTS, simulate_campaign, write_references
+    """``daskref demo``: a simulated multi-epoch campaign through mkrefs, against the truth."""
+    import yaml
+
+    from ..orchestrate.config import load_config
+    from ..orchestrate.run import execute, plan
+    from ..simulate import (
+        BAD_PIXEL_DEFAULTS,
+        make_truth,
+        simulate_exposure,
+        write_references,
+    )
 
     outdir = Path(args.outdir)
     t0 = time.perf_counter()
-    kwargs = dict(cosmic_ray_rate=5e-5, tframe=10.7, **BAD_PIXEL_DEFAULTS)
-    if args.full_frame:
-        kwargs.update(subarray="FULL", tframe=None)
-    else:
-        kwargs.update(subarray="SUB320", substrt=(1, 1), subsize=(320, 320))
+    geometry = dict(subarray="FULL") if args.full_frame else dict(
+        subarray="SUB320", substrt=(1, 1), subsize=(320, 320), tframe=10.7)
+    truth = make_truth(seed=args.seed, cosmic_ray_rate=5e-5, **geometry, **BAD_PIXEL_DEFAULTS)
+    per_epoch = max(1, args.n_files // 2)
     if not args.quiet:
-        print(f"simulating {args.n_files} NIRCam darks (2 x 20 groups, every bad-pixel class) "
-              f"in {outdir / 'inputs'} ...")
-    campaign = simulate_campaign(outdir / "inputs", args.n_files, nints=2, ngroups=20,
-                                 seed=args.seed, **kwargs)
-    # what a dark campaign cannot measure comes from existing references
-    refs = write_references(campaign.truth, outdir / "references", 20,
+        print(f"simulating 2 epochs of {per_epoch} NIRCam darks (2 x 20 groups, every "
+              f"bad-pixel class) and a flat each in {outdir / 'inputs'} ...")
+    paths, darks = [], []
+    for e, day in enumerate(("2026-01-05", "2026-02-05")):
+        for k in range(per_epoch):
+            p = outdir / "inputs" / f"dark_e{e}_{k}_uncal.fits"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            darks.append(simulate_exposure(p, truth, nints=2, ngroups=20, seed=10 * e + k,
+                                           start=f"{day}T{k:02d}:00:00").path)
+        flat = outdir / "inputs" / f"flat_e{e}_uncal.fits"
+        paths += darks[-per_epoch:] + [simulate_exposure(
+            flat, truth, nints=1, ngroups=20, seed=90 + e, start=f"{day}T12:00:00",
+            exp_type="NRC_FLAT").path]
+    # what darks cannot measure comes from existing references
+    refs = write_references(truth, outdir / "references", 20,
                             kinds=["saturation", "linearity", "gain"])
+    config = {
+        "output": {"outrootdir": str(outdir / "out"), "runID": "AUTO"},
+        "reffile4ssb": {"superbias": "SELF", "readnoise": "SELF",
+                        **{k: str(v) for k, v in refs.items()}},
+        **{label: {"imtypes": "D+", "author": "daskref demo", "pedigree": "SIMULATION"}
+           for label in ("readnoise", "superbias", "dark", "badpix_from_darks")},
+    }
+    cfgfile = outdir / "mkrefs.cfg"
+    cfgfile.write_text(yaml.safe_dump(config, sort_keys=False))
     t1 = time.perf_counter()
-    raw = api.open_stack(campaign.paths, chunk_mb=args.chunk_mb)
-    rn, sb = api.readnoise(raw), api.superbias(raw)
-    # the calibration uses the READNOISE and SUPERBIAS being made, pixel slab by slab:
-    # one pass over the data for all four files
-    stack = prep_stack(raw, steps="saturation,superbias,refpix,linearity,jump,rate",
-                       superbias=sb, readnoise=rn, **refs)
-    dk = api.dark(stack, gain=refs["gain"])
-    mk = api.mask_from_darks(stack, gain=refs["gain"])
-    names = ["readnoise.fits", "superbias.fits", "dark.fits", "mask.fits"]
+    the_plan = plan(load_config(str(cfgfile)),
+                    ["readnoise", "superbias", "dark", "badpix_from_darks"],
+                    [str(p) for p in paths], options={"chunk_mb": args.chunk_mb})
+    if not args.quiet:
+        print(f"daskref mkrefs -c {cfgfile} readnoise,superbias,dark,badpix_from_darks "
+              f"{outdir / 'inputs'}/*.fits")
+        for line in the_plan.lines():
+            print(f"  {line}")
     with _scheduler(args):
-        paths = api.write([rn, sb, dk, mk], [outdir / n for n in names],
-                          progress=not args.quiet, author="daskref demo",
-                          pedigree="SIMULATION", history=["daskref demo on simulated darks"])
+        result = execute(the_plan, progress=not args.quiet)
     t2 = time.perf_counter()
     if not args.quiet:
-        print(f"simulated in {t1 - t0:.1f} s, reference files built in {t2 - t1:.1f} s")
-        for line in _demo_report(campaign, paths):
+        print(f"simulated in {t1 - t0:.1f} s, reference files built in {t2 - t1:.1f} s "
+              f"(two passes: the DARK and MASK calibrations use this run's SUPERBIAS and "
+              f"READNOISE)")
+        made = {j.reflabel: j.path for j in the_plan.jobs}
+        for line in _demo_report(truth, [made[k] for k in ("readnoise", "superbias", "dark",
+                                                            "badpix_from_darks")]):
             print(line)
-    _report(args, paths)
+    _report(args, [Path(p) for p in result["made"] if p.endswith(".fits")])
     return 0
 
 
-def _demo_report(campaign, paths) -> list[str]:
+def _demo_report(truth, paths) -> list[str]:
     """How well the demo's files recovered the simulated truth."""
     import numpy as np
     from astropy.io import fits
@@ -256,7 +281,6 @@ def _demo_report(campaign, paths) -> list[str]:
     from ..reftypes._base import ancillary_path
     from ..simulate import group_times
 
-    truth = campaign.truth
     science = ~truth.reference
     normal = (truth.pixel_class == 0) & science
     rn = fits.getdata(paths[0], "SCI")

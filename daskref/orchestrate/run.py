@@ -276,7 +276,7 @@ def _crds_reference(key: str, header: Mapping) -> str:
               "META.OBSERVATION.TIME": header.get("TIME-OBS")}
     try:
         best = crds.getreferences(params, reftypes=[reftype], observatory="jwst")
-    except Exception as exc:  # server or cache unreachable, or no match
+    except (Exception, SystemExit) as exc:  # unreachable server or cache (crds may exit)
         raise MkrefsError(f"reffile4ssb.{key}: CRDS could not give a {reftype.upper()} "
                           f"reference ({type(exc).__name__}: {str(exc).splitlines()[0]})"
                           ) from None
@@ -548,9 +548,11 @@ def execute(p: Plan, *, progress: bool = False, spill_dir=None) -> dict:
                 for name, reftype in job.self_refs.items():
                     job.refs[name] = _finished(p, reftype, job.imset.detector)
             products, jobs_made, cache, save_tasks, save_paths = [], [], {}, [], []
+            shared = _shared_calibrations(todo)
             for job in todo:
                 rows_k = rows[(job.imset.detector, job.imset.readout)]
-                inputs = _inputs_of(job, p.infos, rows_k, cache, prep_by_input, spill_dir)
+                inputs = _inputs_of(job, p.infos, rows_k, cache, prep_by_input, spill_dir,
+                                    shared)
                 extra = dict(steps=job.steps, **job.refs) if job.rt.ssbsteps else {}
                 products.append(job.rt.build(inputs, **extra, **job.params))
                 jobs_made.append(job)
@@ -605,7 +607,18 @@ def _finished(p: Plan, reftype: str, detector: str) -> str:
     raise MkrefsError(f"SELF {reftype} for {detector}: its file was not made")
 
 
-def _inputs_of(job: Job, infos, rows, cache: dict, prep_rows: Mapping, spill_dir):
+def _shared_calibrations(jobs: Sequence[Job]) -> dict:
+    """Calibrations one job can take from another's: ``(input, steps)`` -> ``steps,rate``.
+
+    The calibrated ramp of the longer chain, before ramp fitting, is the shorter's.
+    """
+    wanted = {(f.path, j.steps) for j in jobs if j.steps for _, f in j.imset.members}
+    return {(path, steps): (path, f"{steps},rate") for path, steps in wanted
+            if (path, f"{steps},rate") in wanted}
+
+
+def _inputs_of(job: Job, infos, rows, cache: dict, prep_rows: Mapping, spill_dir,
+               shared: Mapping = {}):  # noqa: B006 - read only
     """The job's stack: raw, or calibrated per input once per (input, steps)."""
     members = [infos[f.path] for _, f in job.imset.members]
     if job.steps is None:
@@ -614,6 +627,7 @@ def _inputs_of(job: Job, infos, rows, cache: dict, prep_rows: Mapping, spill_dir
     results = []
     for info in members:
         key = (info.path, job.steps)
+        key = shared.get(key, key)
         if key not in cache:
             row = prep_rows.get(key, {})
             source = row.get("source", info.path)
@@ -623,7 +637,7 @@ def _inputs_of(job: Job, infos, rows, cache: dict, prep_rows: Mapping, spill_dir
             params = {k: v for k, v in job.params.items() if k in _prep_parameter_names()}
             if "fitopt" in row.get("save", ()):
                 params["save_opt"] = True
-            cache[key] = prep_many([opened], steps=job.steps, spill_dir=spill_dir,
+            cache[key] = prep_many([opened], steps=key[1], spill_dir=spill_dir,
                                    **refs, **params)[0]
         results.append(cache[key])
     for info, ds in zip(members, results, strict=True):

@@ -126,8 +126,11 @@ def test_demo__installed_command(tmp_path):
     for name, model in (("readnoise.fits", dm.ReadnoiseModel), ("superbias.fits",
                                                                dm.SuperBiasModel),
                         ("dark.fits", dm.DarkModel), ("mask.fits", dm.MaskModel)):
-        assert f"wrote {tmp_path / 'demo' / name}" in run.stdout
-        with model(str(tmp_path / "demo" / name)) as m:
+        # the demo runs mkrefs: <reflabel>/<reflabel>_run000.cmd<N>.<reftype>.fits
+        reftype = name.removesuffix(".fits")
+        path = next((tmp_path / "demo" / "out").rglob(f"*.cmd*.{reftype}.fits"))
+        assert f"wrote {path}" in run.stdout
+        with model(str(path)) as m:
             m.validate()
 
 
