@@ -660,6 +660,8 @@ def main(argv: list[str] | None = None) -> int:
     if extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     level = logging.WARNING - 10 * getattr(args, "verbose", 0)
+    if getattr(args, "debug", 0):
+        level = logging.DEBUG
     logging.basicConfig(level=level, format="daskref: %(message)s")
     if hasattr(args, "files") and not args.files and args.command != "mkrefs":
         print(f"daskref {args.command}: error: no input files given", file=sys.stderr)

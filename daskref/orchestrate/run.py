@@ -329,6 +329,11 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
         params = config.parameters(label)
         meta = config.metadata(label)
         for imset in sets:
+            kinds = {f.kind for _, f in imset.members}
+            if rt.inputs in ("darks", "flats") and kinds != {rt.inputs[:-1]}:
+                raise MkrefsError(f"{label}: imtypes {fw['imtypes']!r} gives sets with "
+                                  f"{' and '.join(sorted(k + 's' for k in kinds))}, but "
+                                  f"{label} takes {rt.inputs} only")
             attrs = infos[imset.members[0][1].path].header
             steps = _steps_for(fw, attrs)
             if steps is not None and "mask" not in reffile4ssb:

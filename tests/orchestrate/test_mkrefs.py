@@ -142,6 +142,7 @@ def test_mkrefs__onlyshow_creates_nothing(campaign, tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["bogus_label"], "neither a reflabel"),
     (["dark"], "reffile4ssb.readnoise is SELF but this run makes no READNOISE"),
+    (["readnoise", "--pp", "readnoise", "imtypes", "D+F+"], "takes darks only"),
     (["dark", "--pp", "dark", "sigma_treshold", "4"], "sigma_treshold"),
     (["dark", "--pp", "dark", "max_clipping_iters", "2.5"], "max_clipping_iters"),
 ])
@@ -149,7 +150,7 @@ def test_mkrefs__errors_are_one_line(campaign, tmp_path, capsys, args, message):
     d, truth, paths, refs = campaign
     cfg = _config(d, refs)
     code = main(["mkrefs", "-c", str(cfg), "--outrootdir", str(tmp_path / "o"), *args,
-                 *map(str, paths[:3])])
+                 *map(str, paths[:4])])  # an epoch: 3 darks and a flat
     err = capsys.readouterr().err.strip()
     assert code == 2 and message in err and len(err.splitlines()) == 1
     assert not (tmp_path / "o").exists()
