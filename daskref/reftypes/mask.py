@@ -35,7 +35,8 @@ def build_from_darks(inputs, *, steps: str | None = None, chunk_mb: float | None
     ----------
     inputs : sequence of path-like, or xarray.Dataset
         Dark exposures (``uncal``, partly calibrated, or ``_jump`` files; the steps
-        each still lacks run in the same graph), a stack from
+        each still lacks run in the same graph; ``_rateints``/``_rate`` files stand
+        for their ``_jump`` siblings, :func:`ramp_siblings`), a stack from
         :func:`daskref.open_stack`, or a calibrated stack through ramp fitting from
         :func:`daskref.prep.stack.prep_stack`.
     steps : str, optional
@@ -53,11 +54,49 @@ def build_from_darks(inputs, *, steps: str | None = None, chunk_mb: float | None
     """
     refs, prep_params, params = split_kwargs(kwargs)
     params = MASK_FROM_DARKS.resolve(params)
+    if not isinstance(inputs, xr.Dataset):
+        inputs = ramp_siblings([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)
     stack = prepared_stack(MASK_FROM_DARKS, inputs, steps=steps, refs=refs,
                            prep_params=prep_params, chunk_mb=chunk_mb, spill_dir=spill_dir)
     product = _bpd.mask_from_darks(stack, gain=gain_map(refs.get("gain"), stack), **params)
     product.attrs["reflabel"] = MASK_FROM_DARKS.reflabel
     return product
+
+
+#: Slope-file suffixes and the jump ramp jwst_reffiles derives from them.
+SLOPE_SUFFIXES = ("_rateints", "_rate", "_0_ramp_fit", "_1_ramp_fit", "_ramp_fit_0",
+                  "_ramp_fit_1")
+
+
+def ramp_siblings(paths) -> list[str]:
+    """Slope files (``_rateints``, ``_rate``, ``_0_ramp_fit``...) -> their ``_jump`` ramps.
+
+    jwst_reffiles' search takes slope, jump and fitopt files of each dark, named by
+    suffix. daskref computes the slopes and pedestals from the jump ramp itself (the
+    same ramp fit), so a slope file stands for its ``_jump.fits`` sibling; other
+    paths are returned as they are.
+
+    Raises
+    ------
+    daskref.io.fits.InputError
+        A slope file without its ``_jump.fits`` sibling.
+    """
+    from ..io.fits import InputError
+
+    out = []
+    for p in map(str, paths):
+        stem = p.removesuffix(".fits")
+        suffix = next((s for s in SLOPE_SUFFIXES if stem.endswith(s)), None)
+        if suffix is None:
+            out.append(p)
+            continue
+        jump = stem.removesuffix(suffix) + "_jump.fits"
+        if not os.path.isfile(jump):
+            raise InputError(p, f"is a slope file; the bad-pixel search needs its ramp "
+                             f"{os.path.basename(jump)} beside it (not found)")
+        if jump not in out:
+            out.append(jump)
+    return out
 
 
 def used_flags(mask: np.ndarray) -> list[str]:

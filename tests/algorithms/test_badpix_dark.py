@@ -197,3 +197,34 @@ def test_mask__telegraph_found_with_a_readnoise_made_from_the_same_darks(badpix_
     assert np.median(rn["readnoise"].values[tel] / truth.readnoise_cds[tel]) > 2
     got = mk["class"].values[tel] == CLASSES.index("high_cr")
     assert got.mean() >= RECALL["telegraph"]
+
+
+def test_mask__from_pipeline_products_equals_from_uncal(nircam_darks, tmp_path):
+    """_jump files are used as they are (only ramp fitting runs); _rateints files stand
+    for their _jump siblings, as jwst_reffiles derives them."""
+    from daskref.io.products import write_products
+    from daskref.prep import prep_many
+    from daskref.reftypes.mask import ramp_siblings
+
+    refs = write_references(nircam_darks.truth, tmp_path / "refs", 10,
+                            kinds=["superbias", "readnoise", "gain"])
+    steps = "superbias,refpix,jump,rate"
+    from_uncal = daskref.mask_from_darks(nircam_darks.paths, steps=steps, **refs)
+    jumped = write_products(prep_many(nircam_darks.paths, steps="superbias,refpix,jump",
+                                      **refs), tmp_path / "ssb")
+    rates = write_products(prep_many(jumped, steps="rate", **refs), tmp_path / "ssb")
+    rateints = [p for p in rates if p.name.endswith("_rateints.fits")]
+    assert ramp_siblings(rateints) == [str(p) for p in jumped]
+    from_products = daskref.mask_from_darks(rateints, steps=steps, **refs)
+    assert from_products.attrs["prep_steps"] == ["rate"]
+    # the DARK from the _jump files: nothing left to run
+    dark_jump = daskref.dark(jumped, steps="superbias,refpix,jump", **refs)
+    assert dark_jump.attrs["prep_steps"] == []
+    dark_uncal = daskref.dark(nircam_darks.paths, steps="superbias,refpix,jump", **refs)
+    a, b, c, d = daskref.compute([from_uncal, from_products, dark_jump, dark_uncal])
+    np.testing.assert_array_equal(a["dq"].values, b["dq"].values)
+    np.testing.assert_array_equal(c["sci"].values, d["sci"].values)
+    (tmp_path / "ssb" / jumped[0].name).unlink()
+    with pytest.raises(InputError, match="dark_000_rateints.fits: is a slope file.*"
+                                         "dark_000_jump.fits"):
+        daskref.mask_from_darks(rateints, steps=steps, **refs)
