@@ -170,6 +170,7 @@ def measure(name: str, argv: list[str], log: Path) -> dict:
         sys.stderr.write(run.stdout + run.stderr)
         raise SystemExit(f"{name}: daskref exit status {r['rc']}")
     r["proc_wall"] = proc_wall
+    r["load"] = os.getloadavg()[0]  # others' work on the machine skews the times
     r["stdout"] = "\n".join(lines[:-1])
     return r
 
@@ -276,6 +277,7 @@ def main(argv=None) -> None:
         rows[name] = measure(name, [*cmd, *common, *meta], log)
     total = {key: sum(rows[n][key] for n in commands) for key in ("wall", "proc_wall", "read")}
     total["peak_mb"] = max(rows[n]["peak_mb"] for n in commands)
+    total["load"] = max(rows[n]["load"] for n in commands)
     total["by_file"] = {}
     for n in commands:
         for f, v in rows[n]["by_file"].items():
@@ -283,18 +285,19 @@ def main(argv=None) -> None:
     rows["separate total"] = total
 
     header = (f"{'run':>15} {'wall s':>7} {'main s':>7} {'MB/s':>6} {'peak RSS MB':>11} "
-              f"{'read/input':>10} {'darks/in':>8}")
+              f"{'read/input':>10} {'darks/in':>8} {'load':>5}")
     print(header)
     print("-" * len(header))
     for name, r in rows.items():
         darks = sum(v for f, v in r["by_file"].items() if f in files)
         print(f"{name:>15} {r['proc_wall']:7.1f} {r['wall']:7.1f} "
               f"{size / 1e6 / r['proc_wall']:6.0f} {r['peak_mb']:11.0f} "
-              f"{r['read'] / size:10.2f} {darks / size:8.2f}", flush=True)
+              f"{r['read'] / size:10.2f} {darks / size:8.2f} {r['load']:5.1f}", flush=True)
     print("wall s: the whole process (interpreter, imports, daskref.cli.main); main s: "
           "main() alone; MB/s: input SCI MB over wall s; peak RSS: the process's ru_maxrss "
           "(separate total: the largest); read/input: rchar over the input SCI bytes; "
-          "darks/in: image bytes read from the darks (count_reads) over the same")
+          "darks/in: image bytes read from the darks (count_reads) over the same; load: "
+          f"1-minute load average at the end of the run ({os.cpu_count()} cores)")
     print("references also read (not inputs): "
           + ", ".join(f"{k} {v / 1e6:.0f} MB" for k, v in ref_sizes.items())
           + f" (each by the DARK and the MASK pass: up to "

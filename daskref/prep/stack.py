@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from daskref.algorithms.steps._common import is_done
+from daskref.algorithms.steps._common import STEP_KEYWORDS, is_done
 from daskref.geometry import is_miri
 from daskref.io.fits import (
     InputError,
@@ -136,14 +136,26 @@ def prep_stack(
         rows = row_chunks_for(infos[0].shape[2], _stack_bytes_per_row(infos),
                               PREP_CHUNK_MB if chunk_mb is None else chunk_mb)
     kwargs = {k: (_reference(v) if k in REFTYPES else v) for k, v in kwargs.items()}
-    opened = [open_infos([info], row_chunks=rows) for info in infos]
+    if len({calibration_state(info.header) for info in infos}) == 1:
+        # One calibration for the whole stack: every step works per integration, so
+        # each task takes one row slab of every input at once (slab after slab, the
+        # memory of one slab of the stack, whatever the number of inputs).
+        groups = [infos]
+    else:
+        groups = [[info] for info in infos]
+    opened = [open_infos(group, row_chunks=rows) for group in groups]
     results = prep_many(opened, steps=steps, spill_dir=spill_dir, **kwargs)
-    for info, ds in zip(infos, results, strict=True):
+    for group, ds in zip(groups, results, strict=True):
         for step in require:
             if not is_done(ds.attrs, step):
-                raise InputError(info.path, f"has not had the {step} step and it is not "
-                                 f"requested (steps {steps!r}): add it to the steps")
+                raise InputError(group[0].path, f"has not had the {step} step and it is "
+                                 f"not requested (steps {steps!r}): add it to the steps")
     return concat_integrations(results)
+
+
+def calibration_state(attrs) -> tuple[bool, ...]:
+    """Which calibration steps the header says ran (the S_* keywords)."""
+    return tuple(is_done(attrs, step) for step in STEP_KEYWORDS)
 
 
 def concat_integrations(results: Sequence[xr.Dataset]) -> xr.Dataset:
@@ -153,14 +165,16 @@ def concat_integrations(results: Sequence[xr.Dataset]) -> xr.Dataset:
     is OR-ed; per-exposure 2-D products (``rate``...) are left out.
     """
     keep = [n for n, v in results[0].data_vars.items() if "integration" in v.dims]
-    parts = [r[keep] for r in results]
+    parts, offset = [], 0
+    for r in results:  # exposure numbers run on across the parts
+        part = r[keep]
+        own = (np.asarray(r["exposure"].values) if "exposure" in r.coords
+               else np.zeros(r.sizes["integration"], np.int32))
+        parts.append(part.assign_coords(exposure=("integration", own + offset)))
+        offset += int(own.max()) + 1 if own.size else 0
     out = xr.concat(parts, dim="integration", data_vars="all", coords="different",
                     compat="equals", join="override", combine_attrs="override")
-    nints = [r.sizes["integration"] for r in results]
-    out = out.assign_coords(
-        integration=np.arange(sum(nints)),
-        exposure=("integration", np.repeat(np.arange(len(results), dtype=np.int32), nints)),
-    )
+    out = out.assign_coords(integration=np.arange(out.sizes["integration"]))
     if all("pixeldq" in r for r in results):
         out["pixeldq"] = functools.reduce(operator.or_, [r["pixeldq"] for r in results])
     out = out.chunk({"integration": -1})
