@@ -809,13 +809,12 @@ def _integer(value: Any, where: str) -> int:
 
 
 def _boolean(value: Any, where: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "on", "1"):
-        return True
-    if isinstance(value, str) and value.strip().lower() in ("false", "no", "off", "0"):
-        return False
-    raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    from ..reftypes.registry import _convert  # the registry's one reading of a boolean
+
+    try:
+        return _convert(bool, value)
+    except ValueError:
+        raise ConfigError(f"{where}: expected true or false, got {value!r}") from None
 
 
 _STEP_NAMES = frozenset(NIR_STEPS) | frozenset(MIRI_STEPS) | frozenset(STEP_ALIASES)
