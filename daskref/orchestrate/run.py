@@ -39,6 +39,7 @@ from ..io.fits import InputError, _stack_bytes_per_row, open_infos, read_info, r
 from ..prep.engine import NEEDS, PREP_CHUNK_MB, REFTYPES, prep_many
 from ..prep.stack import concat_integrations
 from ..prep.steps import parse_steps, steps_to_run
+from ..reftypes._inputs import describe_reference
 from ..reftypes.registry import REGISTRY, RefType
 from .grouping import ImageSet, InputFile, image_sets
 from .inputs import read_inputs
@@ -652,7 +653,9 @@ def _inputs_of(job: Job, infos, rows, cache: dict, prep_rows: Mapping, spill_dir
             if not is_done(ds.attrs, step):
                 raise InputError(info.path, f"has not had the {step} step and it is not "
                                  f"requested (ssbsteps {job.steps!r})")
-    return concat_integrations(results)
+    stack = concat_integrations(results)
+    stack.attrs["prep_references"] = {k: describe_reference(v) for k, v in refs.items()}
+    return stack
 
 
 def _prep_parameter_names():

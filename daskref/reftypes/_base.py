@@ -23,8 +23,13 @@ def provenance(ds: xr.Dataset, function: str) -> list[str]:
         f"Created by daskref {__version__}: {function}({call}).",
         f"Software: daskref {__version__}, numpy {np.__version__}, dask {dask.__version__}, "
         f"xarray {xr.__version__}, astropy {astropy.__version__}.",
-        f"DATA USED ({len(inputs)} files):",
     ]
+    if ds.attrs.get("prep_steps") is not None or ds.attrs.get("prep_references"):
+        refs = ds.attrs.get("prep_references") or {}
+        steps = ",".join(ds.attrs.get("prep_steps") or []) or "none"
+        used = ", ".join(f"{k}={v}" for k, v in sorted(refs.items())) or "none"
+        lines.append(f"Calibration of the inputs: steps run {steps}; references {used}.")
+    lines.append(f"DATA USED ({len(inputs)} files):")
     lines += [os.path.basename(str(p)) for p in inputs]
     return lines
 

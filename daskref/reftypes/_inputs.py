@@ -48,8 +48,22 @@ def prepared_stack(rt: RefType, inputs, *, steps: str | None, refs: Mapping,
         attrs = read_info(paths[0]).header if paths else {}
         steps = default_steps(rt.ssbsteps, rt.ssbsteps_miri, attrs,
                               have_mask=refs.get("mask") is not None)
-    return prep_stack(inputs, steps=steps, chunk_mb=chunk_mb, spill_dir=spill_dir,
-                      require=rt.requires, **refs, **prep_params)
+    stack = prep_stack(inputs, steps=steps, chunk_mb=chunk_mb, spill_dir=spill_dir,
+                       require=rt.requires, **refs, **prep_params)
+    stack.attrs["prep_references"] = {k: describe_reference(v) for k, v in refs.items()
+                                      if v is not None}
+    return stack
+
+
+def describe_reference(value) -> str:
+    """How a calibration reference is named in the HISTORY."""
+    if isinstance(value, (str, os.PathLike)):
+        return os.path.basename(os.fspath(value))
+    if isinstance(value, xr.Dataset) and "reftype" in value.attrs:
+        return f"the {value.attrs['reftype']} made in the same run"
+    if isinstance(value, (int, float)):
+        return repr(float(value))
+    return type(value).__name__
 
 
 def gain_map(gain, stack: xr.Dataset):

@@ -324,3 +324,35 @@ def test_mkrefs__write_config_and_caps(campaign, file_refs, tmp_path, capsys):
                  "--maxNref", "2", "dark", *map(str, paths[:8])]) == 0
     text = capsys.readouterr().out
     assert text.count("[make]") == 2 and "skipped" in text
+
+
+def test_mkrefs__each_input_read_once_per_stage_and_globs_matched(campaign, tmp_path):
+    import shutil
+
+    from daskref.testing import count_reads
+
+    d, truth, paths, refs = campaign
+    globdir = tmp_path / "sat"
+    globdir.mkdir()
+    shutil.copy(refs["saturation"], globdir / "sat_a1.fits")
+    shutil.copy(refs["saturation"], globdir / "sat_b1.fits")
+    with fits.open(globdir / "sat_b1.fits", mode="update") as h:
+        h[0].header["DETECTOR"] = "NRCB1"
+    cfg = _config(d, {**refs, "saturation": str(globdir / "sat_*.fits")})
+    with count_reads() as reads:
+        assert main(["mkrefs", "-c", str(cfg), "--outrootdir", str(tmp_path / "o"),
+                     "readnoise,superbias,dark", "--pp", "dark", "imtypes", "D+",
+                     *map(str, paths[:4]), "-q"]) == 0
+    sci = 2 * 10 * 160 * 160 * 2
+    darks = [str(p) for p in paths[:3]]
+    # stage 0: READNOISE and SUPERBIAS; stage 1: the DARK, calibrated with them (SELF)
+    assert [reads[p] for p in darks] == [2 * sci] * 3
+    assert reads[str(paths[3])] == 0  # the flat is in no set
+    prep = Table.read(next((tmp_path / "o").rglob("*.outputs.txt")), format="ascii.ecsv")
+    assert set(prep["status"]) == {"made"}
+    history = " ".join(fits.getheader(next((tmp_path / "o").rglob("*.cmd2.dark.fits")))
+                       ["HISTORY"])
+    assert "dark_e0_0_uncal.fits" in history
+    # the calibration and its references, SELF ones by the files this run made
+    assert "steps run saturation,superbias,refpix,linearity,jump" in history
+    assert "superbias=superbias_test1_run000.cmd1.superbias.fits" in history.replace(" ", "")
