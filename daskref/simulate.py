@@ -32,6 +32,11 @@ warm (high dark current), noisy (larger read noise), RC and inverse RC (a signed
 a two-level state that flips between groups), low pedestal (reset level lowered by an
 offset in most integrations) and always saturated. :data:`BAD_PIXEL_DEFAULTS` injects
 them all at a small fraction each.
+
+Flats (:func:`simulate_flats`) see a smooth lamp pattern through each pixel's response
+to light (``response``: QE scatter, and the DEAD, LOW_QE and OPEN pixels of
+:data:`FLAT_DEFECT_DEFAULTS`; an open pixel's charge lands on its neighbours, which
+are ``adj_open`` in the truth). Darks and flats of one truth share every pixel.
 """
 
 from __future__ import annotations
@@ -60,11 +65,15 @@ NIR_READPATT = {
 }
 MIRI_TFRAME_FULL = 2.77504  # s, FAST mode full frame
 
-#: Codes of :attr:`DetectorTruth.pixel_class` (a pixel has at most one class).
+#: Codes of :attr:`DetectorTruth.pixel_class` (a pixel has at most one class): the
+#: classes seen in darks (1-8) and those seen only under light (9-12).
 PIXEL_CLASSES: dict[str, int] = {
     "normal": 0, "hot": 1, "warm": 2, "noisy": 3, "rc": 4, "inverse_rc": 5,
     "telegraph": 6, "low_pedestal": 7, "saturated": 8,
+    "dead": 9, "low_qe": 10, "open": 11, "adj_open": 12,
 }
+#: The classes only illumination shows (their dark signal is that of a normal pixel).
+FLAT_CLASSES = ("dead", "low_qe", "open", "adj_open")
 
 #: ``make_truth`` fractions of a bad-pixel test campaign (``make_truth(**BAD_PIXEL_DEFAULTS)``
 #: or ``simulate_campaign(..., **BAD_PIXEL_DEFAULTS)``): every class but ``hot`` (whose
@@ -73,6 +82,12 @@ BAD_PIXEL_DEFAULTS: dict[str, float] = {
     "warm_fraction": 0.002, "noisy_fraction": 0.002, "rc_fraction": 0.002,
     "inverse_rc_fraction": 0.002, "telegraph_fraction": 0.002,
     "low_pedestal_fraction": 0.002, "saturated_fraction": 0.002,
+}
+
+#: ``make_truth`` fractions of the flat defects (``dead_fraction``, ``low_qe_fraction``,
+#: ``open_fraction``); each open pixel also makes its 8 neighbours ``adj_open``.
+FLAT_DEFECT_DEFAULTS: dict[str, float] = {
+    "dead_fraction": 0.002, "low_qe_fraction": 0.002, "open_fraction": 0.0005,
 }
 
 #: Bad-pixel classes drawn by ``make_truth`` from its own stream, in draw order.
@@ -126,6 +141,12 @@ class DetectorTruth:
         Amount the reset level of a low-pedestal pixel is lowered by, DN; 0 elsewhere.
     low_pedestal_int_fraction : float
         Probability that a low-pedestal pixel is low in an integration.
+    response : ndarray, optional
+        Relative response to light (QE x fill factor) of every pixel: ``1 +
+        qe_scatter x N(0, 1)`` for normal pixels, the drawn response of the DEAD,
+        LOW_QE and OPEN pixels, 0 on reference pixels (default 1 on science pixels).
+        An OPEN pixel's missing charge lands on its 4 nearest neighbours
+        (:func:`flat_rate`).
 
     The other attributes (``ktc_noise`` ... ``seed``) are the scalar settings of
     :func:`make_truth`.
@@ -155,6 +176,7 @@ class DetectorTruth:
     telegraph_switch_probability: float = 0.35
     low_pedestal_offset: np.ndarray | None = field(default=None, repr=False)
     low_pedestal_int_fraction: float = 0.95
+    response: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         shape = self.bias.shape
@@ -167,6 +189,8 @@ class DetectorTruth:
         for name in ("rc_amplitude", "rc_tau", "telegraph_amplitude", "low_pedestal_offset"):
             if getattr(self, name) is None:
                 setattr(self, name, np.zeros(shape))
+        if self.response is None:
+            self.response = np.where(self.reference, 0.0, 1.0)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -218,6 +242,7 @@ class Campaign:
 
     truth: DetectorTruth
     exposures: list[Exposure]
+    flux: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def paths(self) -> list[Path]:
@@ -280,6 +305,13 @@ def make_truth(
     low_pedestal_range: tuple[float, float] = (250.0, 600.0),
     low_pedestal_int_fraction: float = 0.95,
     saturated_fraction: float = 0.0,
+    qe_scatter: float = 0.02,
+    dead_fraction: float = 0.0,
+    dead_response_range: tuple[float, float] = (0.0, 0.02),
+    low_qe_fraction: float = 0.0,
+    low_qe_range: tuple[float, float] = (0.1, 0.45),
+    open_fraction: float = 0.0,
+    open_response_range: tuple[float, float] = (0.1, 0.45),
 ) -> DetectorTruth:
     """Draw the properties of a simulated detector.
 
@@ -305,7 +337,8 @@ def make_truth(
     gain : float
         e-/DN, for the Poisson noise.
     flux : float
-        Uniform illumination, DN/s (a flat; 0 for darks), with 2 % pixel scatter.
+        Uniform illumination, DN/s (0 for darks), seen through the pixels'
+        ``response``; flats with a lamp pattern come from :func:`simulate_flats`.
     ktc_noise : float
         Per-integration reset-level scatter, DN.
     amp_offset_sigma : float
@@ -348,6 +381,17 @@ def make_truth(
     saturated_fraction : float
         Fraction of always-saturated pixels: their ``bias`` is ``min(saturation,
         65535)`` and every group reads exactly that level.
+    qe_scatter : float
+        Fractional pixel-to-pixel scatter of the response to light.
+    dead_fraction, dead_response_range : float, (float, float)
+        Fraction of DEAD pixels and the range of their (uniform) response.
+    low_qe_fraction, low_qe_range : float, (float, float)
+        Fraction of LOW_QE pixels and the range of their response.
+    open_fraction, open_response_range : float, (float, float)
+        Fraction of OPEN pixels and the range of their own response; the charge they
+        miss lands on their 4 nearest neighbours, and their 8 neighbours are
+        ``adj_open`` in the truth. An open pixel is kept only where those 8 are
+        normal science pixels, so the fraction is slightly below the one asked.
 
     Returns
     -------
@@ -364,7 +408,8 @@ def make_truth(
     Bad-pixel classes are mutually exclusive and never on reference pixels; each
     fraction is the expected fraction of the non-reference pixels. They are drawn
     from a stream of their own, so with all their fractions 0 the truth (and every
-    exposure) is the same as without them.
+    exposure) is the same as without them; the flat defects come from another
+    stream, among the pixels left normal by the dark classes.
     """
     fractions = {"warm": warm_fraction, "noisy": noisy_fraction, "rc": rc_fraction,
                  "inverse_rc": inverse_rc_fraction, "telegraph": telegraph_fraction,
@@ -412,10 +457,8 @@ def make_truth(
     hot = (streams[3].random(shape) < hot_fraction) & ~ref
     dark[hot] = streams[3].exponential(hot_rate, int(hot.sum())) + hot_rate / 2
     dark[ref] = 0.0
-    flux_map = np.zeros(shape)
-    if flux > 0:
-        flux_map = flux * (1.0 + 0.02 * streams[4].standard_normal(shape))
-        flux_map[ref] = 0.0
+    response = 1.0 + qe_scatter * streams[4].standard_normal(shape)
+    response[ref] = 0.0
     pixel_class = np.where(hot, PIXEL_CLASSES["hot"], 0).astype(np.uint8)
     noise_factor = np.ones(shape)
     rc_amp, rc_tau = np.zeros(shape), np.zeros(shape)
@@ -456,9 +499,19 @@ def make_truth(
         m, _ = pick("saturated")
         bias_map[m] = min(float(saturation), 65535.0)
         dark[m] = 0.0
-    return DetectorTruth(
+    flat_fractions = {"dead": dead_fraction, "low_qe": low_qe_fraction,
+                      "open": open_fraction}
+    for name, value in flat_fractions.items():
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name}_fraction must be in [0, 1], not {value}")
+    if any(v > 0 for v in flat_fractions.values()):
+        _draw_flat_defects(np.random.default_rng(np.random.SeedSequence([seed, 3])),
+                           pixel_class, response, ref, flat_fractions,
+                           {"dead": dead_response_range, "low_qe": low_qe_range,
+                            "open": open_response_range})
+    truth = DetectorTruth(
         attrs=attrs, bias=bias_map, readnoise_cds=rn, dark_current=dark, hot=hot,
-        gain=gain, flux=flux_map, reference=ref, ktc_noise=ktc_noise,
+        gain=gain, flux=np.zeros(shape), reference=ref, ktc_noise=ktc_noise,
         amp_offset_sigma=amp_offset_sigma, odd_even_offset=odd_even_offset,
         row_noise=row_noise, cosmic_ray_rate=cosmic_ray_rate,
         saturation=saturation, seed=seed, pixel_class=pixel_class,
@@ -467,7 +520,80 @@ def make_truth(
         telegraph_switch_probability=float(telegraph_switch_probability),
         low_pedestal_offset=low_offset,
         low_pedestal_int_fraction=float(low_pedestal_int_fraction),
+        response=response,
     )
+    if flux > 0:
+        truth.flux = flat_rate(truth, flux, pattern_amplitude=0.0)
+    return truth
+
+
+def _draw_flat_defects(rng, pixel_class, response, ref, fractions, ranges) -> None:
+    """Give some normal science pixels a flat class (in place): DEAD, LOW_QE, OPEN.
+
+    An OPEN pixel is kept only where its 8 neighbours are normal science pixels and
+    no other open pixel; they become ``adj_open``. Rejected candidates stay normal.
+    """
+    from scipy.ndimage import convolve
+
+    shape = pixel_class.shape
+    u = rng.random(shape)
+    normal = (pixel_class == 0) & ~ref
+    edges = np.cumsum([fractions["dead"], fractions["low_qe"], fractions["open"]])
+    code = np.searchsorted(edges, u, side="right")
+    for k, name in enumerate(("dead", "low_qe")):
+        m = normal & (code == k)
+        pixel_class[m] = PIXEL_CLASSES[name]
+        response[m] = rng.uniform(*ranges[name], int(m.sum()))
+    candidate = normal & (code == 2)
+    # a neighbour that is not a normal science pixel, or is another candidate, or lies
+    # outside the array (cval 1) rejects the candidate
+    blocked = (~((pixel_class == 0) & ~ref) | candidate).astype(np.int32)
+    ring = np.ones((3, 3), np.int32)
+    ring[1, 1] = 0
+    crowded = convolve(blocked, ring, mode="constant", cval=1) > 0
+    is_open = candidate & ~crowded
+    around = convolve(is_open.astype(np.int32), ring, mode="constant", cval=0) > 0
+    pixel_class[around] = PIXEL_CLASSES["adj_open"]
+    pixel_class[is_open] = PIXEL_CLASSES["open"]
+    response[is_open] = rng.uniform(*ranges["open"], int(is_open.sum()))
+
+
+def illumination_pattern(attrs: dict, shape: tuple[int, int], amplitude: float) -> np.ndarray:
+    """A smooth lamp pattern (vignetting and a gradient) over the full detector.
+
+    ``1 - amplitude (u^2 + v^2) / 2 + 0.3 amplitude u``, with ``u, v`` the full-frame
+    column and row coordinates scaled to [-1, 1]: a subarray sees its own part.
+    """
+    miri = str(attrs.get("INSTRUME", "")).upper() == "MIRI"
+    full = MIRI_FULL if miri else NIR_FULL
+    ny, nx = shape
+    x = int(attrs.get("SUBSTRT1", 1)) - 1 + np.arange(nx)
+    y = int(attrs.get("SUBSTRT2", 1)) - 1 + np.arange(ny)
+    u = 2.0 * x / (full[1] - 1) - 1.0
+    v = 2.0 * y / (full[0] - 1) - 1.0
+    return (1.0 - amplitude * (u[None, :] ** 2 + v[:, None] ** 2) / 2
+            + 0.3 * amplitude * u[None, :])
+
+
+def flat_rate(truth: DetectorTruth, level: float, *, pattern_amplitude: float = 0.15
+              ) -> np.ndarray:
+    """Illumination rate of every pixel under a lamp, DN/s, dims (y, x).
+
+    ``level x pattern x response``, where the pattern is
+    :func:`illumination_pattern`; an OPEN pixel's missing charge, ``level x
+    pattern x (1 - response)``, is shared equally by its 4 nearest neighbours.
+    Reference pixels get nothing.
+    """
+    ideal = float(level) * illumination_pattern(truth.attrs, truth.shape, pattern_amplitude)
+    ideal = np.where(truth.reference, 0.0, ideal)
+    rate = ideal * truth.response
+    lost = np.where(truth.class_mask("open"), ideal * (1.0 - truth.response), 0.0) / 4.0
+    spread = np.zeros_like(lost)
+    spread[1:, :] += lost[:-1, :]
+    spread[:-1, :] += lost[1:, :]
+    spread[:, 1:] += lost[:, :-1]
+    spread[:, :-1] += lost[:, 1:]
+    return rate + np.where(truth.reference, 0.0, spread)
 
 
 def _row_noise(rng: np.random.Generator, ny: int, amplitude: float, scale: float) -> np.ndarray:
@@ -536,11 +662,13 @@ class _ClassSignals:
 
 
 def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Generator,
-            crs: list, class_rng: np.random.Generator | None = None) -> Iterator[np.ndarray]:
+            crs: list, class_rng: np.random.Generator | None = None,
+            flux: np.ndarray | None = None) -> Iterator[np.ndarray]:
     """Yield the uint16 ``(y, x)`` planes of one exposure in file order.
 
     ``class_rng`` draws the per-integration states of the bad-pixel classes (default a
-    new child of ``rng``, which leaves ``rng``'s own draws unchanged).
+    new child of ``rng``, which leaves ``rng``'s own draws unchanged); ``flux`` (DN/s,
+    (y, x)) replaces ``truth.flux``.
     """
     ny, nx = truth.shape
     attrs = truth.attrs
@@ -551,7 +679,7 @@ def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Gener
     amps = amplifier_index(attrs, (ny, nx))
     parity = np.arange(int(attrs["SUBSTRT1"]) - 1, int(attrs["SUBSTRT1"]) - 1 + nx) % 2
     col_group = amps * 2 + parity  # 8 (amplifier, parity) classes
-    e_rate = (truth.dark_current + truth.flux) * truth.gain  # e-/s
+    e_rate = (truth.dark_current + (truth.flux if flux is None else flux)) * truth.gain  # e-/s
     bias = truth.bias.astype(np.float32)
     cr_prob = 1.0 - np.exp(-truth.cosmic_ray_rate * t[-1]) if truth.cosmic_ray_rate > 0 else 0.0
     sat = np.float32(min(truth.saturation, 65535.0))
@@ -602,6 +730,7 @@ def simulate_exposure(
     seed: int = 0,
     start: str | Time = "2026-01-01T00:00:00",
     exp_type: str | None = None,
+    flux: np.ndarray | float | None = None,
 ) -> Exposure:
     """Write one simulated ``uncal`` exposure of the detector ``truth``.
 
@@ -622,8 +751,13 @@ def simulate_exposure(
         ``NRS_DARK`` or ``FGS_DARK``; with flux a flat or lamp exposure, ``NRC_FLAT``,
         ``MIR_FLATIMAGE``, ``NIS_LAMP``, ``NRS_LAMP`` or ``FGS_INTFLAT``: values the
         datamodel schemas accept).
+    flux : ndarray (y, x) or float, optional
+        Illumination of this exposure, DN/s (default ``truth.flux``), e.g. from
+        :func:`flat_rate`.
     """
     attrs = truth.attrs
+    if flux is not None:
+        flux = np.broadcast_to(np.asarray(flux, np.float64), truth.shape)
     ny, nx = truth.shape
     start = Time(start, scale="utc")
     duration = float(group_times(attrs, ngroups)[-1]) * nints
@@ -633,7 +767,8 @@ def simulate_exposure(
                  "NIRSPEC": "NRS_DARK", "FGS": "FGS_DARK"}
         flats = {"NIRCAM": "NRC_FLAT", "MIRI": "MIR_FLATIMAGE", "NIRISS": "NIS_LAMP",
                  "NIRSPEC": "NRS_LAMP", "FGS": "FGS_INTFLAT"}
-        exp_type = (flats if truth.flux.any() else darks).get(attrs["INSTRUME"], "NRC_DARK")
+        lit = (truth.flux if flux is None else flux).any()
+        exp_type = (flats if lit else darks).get(attrs["INSTRUME"], "NRC_DARK")
     s_iso, e_iso = start.isot.split("T"), end.isot.split("T")
     header = dict(attrs)
     header.update({
@@ -649,7 +784,7 @@ def simulate_exposure(
     # bad-pixel states: a child of the exposure's seed (the noise draws are unchanged)
     class_rng = np.random.default_rng(seq.spawn(1)[0])
     crs: list = []
-    planes = _planes(truth, nints, ngroups, rng, crs, class_rng)
+    planes = _planes(truth, nints, ngroups, rng, crs, class_rng, flux)
     write_exposure(path, header, [("SCI", (nints, ngroups, ny, nx), np.uint16, planes)],
                    ext_headers={"SCI": {"BUNIT": "DN"}})
     cr_dtype = [("integration", "i4"), ("group", "i4"), ("y", "i4"), ("x", "i4"),
@@ -707,13 +842,87 @@ def simulate_campaign(
     return Campaign(truth=truth, exposures=exposures)
 
 
+def flat_level(truth: DetectorTruth, ngroups: int, fill_fraction: float) -> float:
+    """Lamp level (DN/s) that fills a typical pixel to ``fill_fraction`` of its well.
+
+    The well is the saturation level (at most 65535) less the median reset level; a
+    pixel of response 1 at pattern 1 reaches that fraction in its last group.
+    """
+    if not 0.0 < fill_fraction <= 1.0:
+        raise ValueError(f"fill_fraction must be in (0, 1], not {fill_fraction}")
+    well = min(float(truth.saturation), 65535.0) - float(np.median(truth.bias))
+    return fill_fraction * well / float(group_times(truth.attrs, ngroups)[-1])
+
+
+def simulate_flats(
+    outdir: str | os.PathLike,
+    truth: DetectorTruth,
+    n_files: int = 3,
+    *,
+    nints: int = 1,
+    ngroups: int = 10,
+    fill_fraction: float = 0.5,
+    pattern_amplitude: float = 0.15,
+    seed: int = 1000,
+    prefix: str = "flat",
+    start: str = "2026-01-01T12:00:00",
+    cadence: float = 3600.0,
+    exp_type: str | None = None,
+) -> Campaign:
+    """Simulate lamp flats of the detector ``truth`` (the same one as its darks).
+
+    Every file sees the same illumination, :func:`flat_rate` at the level of
+    :func:`flat_level`, with Poisson noise, the dark current, cosmic rays and every
+    class of ``truth`` (its DEAD, LOW_QE and OPEN pixels show here).
+
+    Parameters
+    ----------
+    outdir : path-like
+        Directory for ``<prefix>_NNN_uncal.fits``.
+    truth : DetectorTruth
+        From :func:`make_truth`, e.g. with :data:`FLAT_DEFECT_DEFAULTS`.
+    n_files, nints, ngroups : int
+        Exposures, integrations and groups.
+    fill_fraction : float
+        Fraction of the well a typical pixel reaches in its last group.
+    pattern_amplitude : float
+        Depth of the lamp pattern (:func:`illumination_pattern`).
+    seed : int
+        Seed of the first exposure's noise (then ``seed + k``); keep it apart from
+        the darks' seeds.
+    start, cadence : str, float
+        Time of the first flat (UTC) and spacing, s.
+    exp_type : str, optional
+        Default ``NRC_FLAT``, ``MIR_FLATIMAGE``, ``NIS_LAMP``, ``NRS_LAMP``,
+        ``FGS_INTFLAT`` by instrument (``NRC_LED`` is also a flat type).
+
+    Returns
+    -------
+    Campaign
+        ``flux`` holds the illumination (DN/s, (y, x)).
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    rate = flat_rate(truth, flat_level(truth, ngroups, fill_fraction),
+                     pattern_amplitude=pattern_amplitude)
+    t0 = Time(start, scale="utc")
+    exposures = [
+        simulate_exposure(outdir / f"{prefix}_{k:03d}_uncal.fits", truth, nints=nints,
+                          ngroups=ngroups, seed=seed + k, exp_type=exp_type, flux=rate,
+                          start=t0 + TimeDelta(k * cadence, format="sec"))
+        for k in range(n_files)
+    ]
+    return Campaign(truth=truth, exposures=exposures, flux=rate)
+
+
 def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:
     """Write the truth maps to FITS.
 
     Extensions: BIAS, GROUP0, READNOISE_CDS (DN), DARK_CURRENT (DN/s), HOT (uint8),
     FLUX (DN/s), PIXEL_CLASS (uint8, codes :data:`PIXEL_CLASSES`, listed as
     ``CLASSn`` keywords of its header), NOISE_FACTOR, RC_AMPLITUDE (signed DN),
-    RC_TAU (s), TELEGRAPH_AMPLITUDE (DN) and LOW_PEDESTAL_OFFSET (DN); the primary
+    RC_TAU (s), TELEGRAPH_AMPLITUDE (DN), LOW_PEDESTAL_OFFSET (DN) and RESPONSE
+    (relative response to light); the primary
     header has the detector keywords, GAIN, KTCNOISE, TELPSWIT (telegraph switch
     probability) and LOWPFRAC (fraction of low-pedestal integrations).
 
@@ -753,6 +962,7 @@ def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:
         ("RC_AMPLITUDE", truth.rc_amplitude, f32, "DN"), ("RC_TAU", truth.rc_tau, f32, "s"),
         ("TELEGRAPH_AMPLITUDE", truth.telegraph_amplitude, f32, "DN"),
         ("LOW_PEDESTAL_OFFSET", truth.low_pedestal_offset, f32, "DN"),
+        ("RESPONSE", truth.response, f32, None),
     ):
         hdu = fits.ImageHDU(np.asarray(data, dtype=dtype), name=name)
         if unit:

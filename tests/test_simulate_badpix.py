@@ -9,6 +9,8 @@ from astropy.io import fits
 from daskref.cli import main
 from daskref.simulate import (
     BAD_PIXEL_DEFAULTS,
+    FLAT_CLASSES,
+    FLAT_DEFECT_DEFAULTS,
     PIXEL_CLASSES,
     DetectorTruth,
     group_times,
@@ -262,7 +264,14 @@ def test_write_truth__pixel_class_and_parameter_maps(badpix, tmp_path):
 
 def test_bad_pixel_defaults__inject_every_class():
     truth = make_truth(subarray="SUB400P", subsize=(400, 400), **BAD_PIXEL_DEFAULTS)
-    assert set(np.unique(truth.pixel_class)) == set(PIXEL_CLASSES.values())
+    dark_codes = {v for k, v in PIXEL_CLASSES.items() if k not in FLAT_CLASSES}
+    assert set(np.unique(truth.pixel_class)) == dark_codes
+    both = make_truth(subarray="SUB400P", subsize=(400, 400), **BAD_PIXEL_DEFAULTS,
+                      **FLAT_DEFECT_DEFAULTS)
+    assert set(np.unique(both.pixel_class)) == set(PIXEL_CLASSES.values())
+    # the flat defects take normal pixels only: the dark classes are unchanged
+    dark = truth.pixel_class > 0
+    np.testing.assert_array_equal(both.pixel_class[dark], truth.pixel_class[dark])
 
 
 def test_simulate_command__bad_pixels_and_hot_fraction(tmp_path):
@@ -278,3 +287,44 @@ def test_simulate_command__bad_pixels_and_hot_fraction(tmp_path):
     pc = fits.getdata(tmp_path / "plain" / "dark_truth.fits", "PIXEL_CLASS")
     assert set(np.unique(pc)) <= {0, 1}
     assert (pc == 1).sum() < 0.004 * n
+
+
+def test_flats__illumination_response_and_open_charge(tmp_path):
+    truth = make_truth(subarray="SUB256", subsize=(256, 256), seed=5, **FLAT_DEFECT_DEFAULTS)
+    from daskref.simulate import flat_level, flat_rate, simulate_flats
+
+    level = flat_level(truth, 8, 0.5)
+    rate = flat_rate(truth, level, pattern_amplitude=0.0)
+    normal = (truth.pixel_class == 0) & ~truth.reference
+    np.testing.assert_allclose(rate[normal], level * truth.response[normal])
+    assert np.all(rate[truth.reference] == 0)
+    assert np.all(truth.response[truth.class_mask("dead")] <= 0.02)
+    low = truth.response[truth.class_mask("low_qe")]
+    assert low.min() >= 0.1 and low.max() <= 0.45
+    # the charge an open pixel misses is on its 4 neighbours: the total is conserved
+    opened = truth.class_mask("open")
+    ideal = np.where(truth.reference, 0.0, level)
+    lost = (ideal - rate)[opened | truth.class_mask("dead") | truth.class_mask("low_qe")]
+    assert rate.sum() == pytest.approx(
+        (ideal * np.where(opened, 1.0, truth.response)).sum(), rel=1e-12)
+    assert lost.size
+    ys, xs = np.nonzero(opened)
+    for y, x in zip(ys[:20], xs[:20], strict=True):
+        ring = truth.pixel_class[y - 1:y + 2, x - 1:x + 2].copy()
+        ring[1, 1] = PIXEL_CLASSES["adj_open"]
+        assert np.all(ring == PIXEL_CLASSES["adj_open"])
+        for yy, xx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
+            share = level * (1 - truth.response[y, x]) / 4
+            assert rate[yy, xx] == pytest.approx(level * truth.response[yy, xx] + share)
+        assert rate[y - 1, x - 1] == pytest.approx(level * truth.response[y - 1, x - 1])
+    camp = simulate_flats(tmp_path, truth, 2, ngroups=8, fill_fraction=0.5,
+                          pattern_amplitude=0.0)
+    with fits.open(camp.paths[0]) as hdul:
+        assert hdul[0].header["EXP_TYPE"] == "NRC_FLAT"
+        sci = hdul["SCI"].data.astype(float)
+    # the last group reaches half the well above the reset level (Poisson-limited)
+    signal = sci[0, -1] - sci[0, 0]
+    t = group_times(truth.attrs, 8)
+    expected = rate * (t[-1] - t[0])
+    ratio = signal[normal] / expected[normal]
+    assert np.median(ratio) == pytest.approx(1.0, abs=0.01)

@@ -179,23 +179,40 @@ def cmd_inventory(args) -> int:
 
 def cmd_simulate(args) -> int:
     """``daskref simulate``: write simulated exposures and their truth maps."""
-    from ..simulate import BAD_PIXEL_DEFAULTS, simulate_campaign, write_truth
+    from ..simulate import (
+        BAD_PIXEL_DEFAULTS,
+        FLAT_DEFECT_DEFAULTS,
+        make_truth,
+        simulate_campaign,
+        simulate_flats,
+        write_truth,
+    )
 
     t0 = time.perf_counter()
     subsize = tuple(args.subsize) if args.subsize else None
-    extra = dict(BAD_PIXEL_DEFAULTS) if args.bad_pixels else {}
+    extra = dict(BAD_PIXEL_DEFAULTS, **FLAT_DEFECT_DEFAULTS) if args.bad_pixels else {}
     if args.hot_fraction is not None:
         extra["hot_fraction"] = args.hot_fraction
-    campaign = simulate_campaign(
-        args.outdir, args.n_files, nints=args.nints, ngroups=args.ngroups, seed=args.seed,
-        prefix=args.prefix, instrument=args.instrument, detector=args.detector,
+    truth_kwargs = dict(
+        instrument=args.instrument, detector=args.detector,
         subarray=args.subarray, substrt=tuple(args.substrt), subsize=subsize,
         readpatt=args.readpatt, readnoise=args.readnoise, bias=args.bias,
-        dark_current=args.dark_current, flux=args.flux, cosmic_ray_rate=args.cosmic_ray_rate,
+        dark_current=args.dark_current, cosmic_ray_rate=args.cosmic_ray_rate,
         amp_offset_sigma=args.amp_offset, odd_even_offset=args.odd_even_offset,
         row_noise=args.row_noise, **extra,
     )
-    truth_path = write_truth(campaign.truth, Path(args.outdir) / f"{args.prefix}_truth.fits")
+    prefix = args.prefix or args.kind
+    if args.kind == "flat":
+        # the same truth (seed) as darks simulated with the same options
+        campaign = simulate_flats(
+            args.outdir, make_truth(seed=args.seed, **truth_kwargs), args.n_files,
+            nints=args.nints, ngroups=args.ngroups, fill_fraction=args.fill_fraction,
+            seed=1000 + args.seed, prefix=prefix, exp_type=args.exp_type)
+    else:
+        campaign = simulate_campaign(
+            args.outdir, args.n_files, nints=args.nints, ngroups=args.ngroups,
+            seed=args.seed, prefix=prefix, flux=args.flux, **truth_kwargs)
+    truth_path = write_truth(campaign.truth, Path(args.outdir) / f"{prefix}_truth.fits")
     if not args.quiet:
         for p in campaign.paths:
             print(p)
@@ -595,7 +612,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nints", type=int, default=2)
     p.add_argument("--ngroups", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prefix", default="dark", help="file name prefix (default dark)")
+    p.add_argument("--kind", choices=["dark", "flat"], default="dark",
+                   help="darks, or lamp flats of the same detector truth (default dark)")
+    p.add_argument("--prefix", default=None, help="file name prefix (default: the kind)")
+    _opt(p, "fill_fraction", type=float, default=0.5,
+         help="flats: fraction of the well a typical pixel reaches (default 0.5)")
+    _opt(p, "exp_type", default=None, help="EXP_TYPE (default by instrument and kind, "
+         "e.g. NRC_DARK, NRC_FLAT; NRC_LED, MIR_FLATIMAGE...)")
     p.add_argument("--instrument", default="NIRCAM", help="NIRCAM (2048x2048) or MIRI (1024x1032)")
     p.add_argument("--detector", default=None)
     p.add_argument("--subarray", default="FULL")
@@ -614,8 +637,9 @@ def build_parser() -> argparse.ArgumentParser:
          help="fraction of hot pixels (default: make_truth's, 0.001)")
     _opt(p, "bad_pixels", action="store_true",
          help="inject every bad-pixel class (warm, noisy, RC, inverse RC, telegraph, "
-              "low pedestal, saturated) at daskref.simulate.BAD_PIXEL_DEFAULTS fractions; "
-              "the truth file's PIXEL_CLASS has the classes")
+              "low pedestal, saturated; dead, low QE, open) at daskref.simulate's "
+              "BAD_PIXEL_DEFAULTS and FLAT_DEFECT_DEFAULTS fractions; the truth file's "
+              "PIXEL_CLASS has the classes")
     p.add_argument("-v", "--verbose", action="count", default=0)
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_simulate)
