@@ -10,9 +10,11 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 from . import dq, simulate  # noqa: E402
 from .api import (  # noqa: E402
+    bad_pixel_mask,
     compute,
     dark,
     mask_from_darks,
+    mask_from_flats,
     open_inputs,
     readnoise,
     superbias,
@@ -21,7 +23,8 @@ from .api import (  # noqa: E402
 from .io.fits import InputError, inventory, open_exposure, open_stack, scan  # noqa: E402
 
 __all__ = [
-    "InputError", "__version__", "compute", "dark", "dq", "inventory", "mask_from_darks",
+    "InputError", "__version__", "bad_pixel_mask", "compute", "dark", "dq", "inventory",
+    "mask_from_darks", "mask_from_flats",
     "open_exposure",
     "open_inputs", "open_stack", "readnoise", "scan", "simulate", "superbias", "write",
 ]

@@ -23,8 +23,10 @@ from ._compute import compute
 from .io.crds import CrdsMeta
 from .io.fits import open_stack
 from .reftypes import REGISTRY
+from .reftypes import bad_pixel_mask as _bpm_type
 from .reftypes import dark as _dark_type
 from .reftypes import mask as _mask_type
+from .reftypes import mask_flats as _mask_flats_type
 from .reftypes import readnoise as _rn_type
 from .reftypes import superbias as _sb_type
 from .reftypes._base import description as _description
@@ -43,6 +45,8 @@ readnoise = _rn_type.build
 superbias = _sb_type.build
 dark = _dark_type.build
 mask_from_darks = _mask_type.build_from_darks
+mask_from_flats = _mask_flats_type.build_from_flats
+bad_pixel_mask = _bpm_type.build
 
 
 def write(

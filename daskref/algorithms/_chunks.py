@@ -28,3 +28,22 @@ def require_single_chunk(obj: xr.DataArray | xr.Dataset, dims: Iterable[str], na
             f"{name} must have a single chunk along {bad!r} (statistics need every sample of a "
             f"pixel in one task); call `.chunk({fix})` and split only the pixel axes y/x"
         )
+
+
+def lookup_values(index, values):
+    """``values[index]`` element-wise (lazy for a dask ``index``).
+
+    A class index of -1 takes the last entry of ``values`` and -2 the one before, the
+    convention of the bad-pixel searches (none, reference pixel).
+    """
+    import dask.array as da
+
+    if isinstance(index, da.Array):
+        return da.map_blocks(_values_at, index, values, dtype=values.dtype)
+    return _values_at(index, values)
+
+
+def _values_at(index, values):
+    import numpy as np
+
+    return values[np.asarray(index).astype(np.intp)]

@@ -47,7 +47,7 @@ from ..geometry import amplifier_index, reference_pixel_mask
 from ..kernels.badpix_dark import STATISTICS, dark_pixel_statistics
 from ..kernels.ramp_fit import group_times
 from ..kernels.readnoise import global_clipped_stats
-from ._chunks import require_single_chunk
+from ._chunks import lookup_values, require_single_chunk
 
 #: Class names in priority order, and their default flags.
 CLASSES = ("saturated", "high_cr", "rc", "hot", "warm", "low_pedestal", "noisy")
@@ -266,7 +266,7 @@ def mask_from_darks(
         pixel_class = xr.where(tests[CLASSES[k]], np.int8(k), pixel_class)
     pixel_class = xr.where(is_ref, np.int8(-2), pixel_class).astype(np.int8)
     values = np.array([flags[c] for c in CLASSES] + [dq.REFERENCE_PIXEL, 0], dtype=np.uint32)
-    mask = pixel_class.copy(data=_lookup(pixel_class.data, values))
+    mask = pixel_class.copy(data=lookup_values(pixel_class.data, values))
 
     out = {"dq": mask.assign_attrs(long_name="bad-pixel mask"),
            "class": pixel_class.assign_attrs(long_name="class index in CLASSES"),
@@ -300,17 +300,6 @@ def mask_from_darks(
     new_attrs.update(reftype="MASK", parameters=params, classes=list(CLASSES),
                      class_flags=[int(flags[c]) for c in CLASSES])
     return xr.Dataset(out, attrs=new_attrs)
-
-
-def _lookup(index, values: np.ndarray):
-    """``values[index]`` with -1 -> the last entry, -2 -> the one before (lazy for dask)."""
-    if isinstance(index, da.Array):
-        return da.map_blocks(_values_at, index, values, dtype=values.dtype)
-    return _values_at(index, values)
-
-
-def _values_at(index: np.ndarray, values: np.ndarray) -> np.ndarray:
-    return _take(values, index)
 
 
 def _take(values: np.ndarray, index: np.ndarray) -> np.ndarray:

@@ -145,10 +145,14 @@ def cmd_reftype(args) -> int:
         raise UsageError(str(exc)) from None
     except _prep_errors() as exc:
         raise UsageError(str(exc)) from None
+    except ValueError as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise UsageError(str(exc)) from None
     with _scheduler(args):
         paths = api.write(product, out, progress=not args.quiet, **_meta(args))
-    paths += [q for q in (ancillary_path(out, s) for s in ANCILLARY.get(rt.reflabel, ()))
-              if q.exists()]
+    beside = [ancillary_path(out, s) for s in ANCILLARY.get(rt.reflabel, ())]
+    paths += [q for p in beside for q in (p, p.with_suffix(".png")) if q.exists()]
     _report(args, paths)
     return 0
 
@@ -161,7 +165,9 @@ def _prep_errors():
 
 #: Files that may be written beside each type's reference file (name suffixes).
 ANCILLARY = {"superbias": ("filled",), "dark": ("contribution", "darkrate"),
-             "badpix_from_darks": ("diagnostics",)}
+             "badpix_from_darks": ("diagnostics",),
+             "badpix_from_flats": ("flat_diagnostics",),
+             "bad_pixel_mask": ("diagnostics", "flat_diagnostics")}
 
 
 def cmd_inventory(args) -> int:
@@ -581,7 +587,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     for rt in REGISTRY.values():
         p = sub.add_parser(rt.command, help=rt.summary, description=rt.summary)
-        if rt.input_flag:
+        if len(rt.input_flags) > 1:  # several kinds of input (the combined MASK)
+            for flag in rt.input_flags:
+                p.add_argument(f"--{flag}", nargs="+", dest=f"files_{flag}", default=[],
+                               metavar="FILE", help=f"the {flag} (uncal or calibrated ramps, "
+                               "or _rate/_rateints files for flats)")
+        elif rt.input_flags:
             p.add_argument(f"--{rt.input_flag}", nargs="+", dest="files", default=[],
                            metavar="FILE", help=f"the {rt.inputs} (uncal or calibrated ramps)")
         else:
@@ -687,6 +698,13 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "debug", 0):
         level = logging.DEBUG
     logging.basicConfig(level=level, format="daskref: %(message)s")
+    rt = getattr(args, "reftype", None)
+    if rt is not None and len(rt.input_flags) > 1:
+        args.files = {f: getattr(args, f"files_{f}") for f in rt.input_flags}
+        if not any(args.files.values()):
+            print(f"daskref {args.command}: error: no input files given (--"
+                  f"{' / --'.join(rt.input_flags)})", file=sys.stderr)
+            return 2
     if hasattr(args, "files") and not args.files and args.command != "mkrefs":
         print(f"daskref {args.command}: error: no input files given", file=sys.stderr)
         return 2

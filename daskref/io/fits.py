@@ -131,20 +131,10 @@ def _layout(hdul: fits.HDUList, index: int) -> ArrayLayout:
     )
 
 
-def read_info(path: str | os.PathLike) -> ExposureInfo:
-    """Read the headers of one exposure and check that it is a usable ramp.
+def _scan_file(path: str):
+    """Headers and layouts (header, primary, SCI, GROUPDQ, PIXELDQ, DQ) of a FITS file.
 
-    Parameters
-    ----------
-    path : str or path-like
-        An ``uncal`` or calibrated ramp FITS file.
-
-    Raises
-    ------
-    InputError
-        The file is missing, unreadable, not FITS, truncated, has no ``SCI``
-        extension, ``SCI`` is not 4-D ``(integration, group, y, x)``, or it has
-        fewer than 2 groups.
+    Checked for existence, readability, an SCI extension and truncation.
     """
     path = str(path)
     p = Path(path)
@@ -172,6 +162,7 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
                 sci = _layout(hdul, names.index("SCI"))
                 gdq = _layout(hdul, names.index("GROUPDQ")) if "GROUPDQ" in names else None
                 pdq = _layout(hdul, names.index("PIXELDQ")) if "PIXELDQ" in names else None
+                dqx = _layout(hdul, names.index("DQ")) if "DQ" in names else None
                 ends = [
                     hdul.fileinfo(i)["datLoc"] + hdul.fileinfo(i)["datSpan"]
                     for i in range(len(hdul))
@@ -185,6 +176,28 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
             path,
             f"is truncated: its headers describe {max(ends)} bytes but the file has {size}",
         )
+    if "BUNIT" in sci_hdr:
+        header["BUNIT"] = sci_hdr["BUNIT"]
+    return header, primary, sci, gdq, pdq, dqx
+
+
+def read_info(path: str | os.PathLike) -> ExposureInfo:
+    """Read the headers of one exposure and check that it is a usable ramp.
+
+    Parameters
+    ----------
+    path : str or path-like
+        An ``uncal`` or calibrated ramp FITS file.
+
+    Raises
+    ------
+    InputError
+        The file is missing, unreadable, not FITS, truncated, has no ``SCI``
+        extension, ``SCI`` is not 4-D ``(integration, group, y, x)``, or it has
+        fewer than 2 groups.
+    """
+    path = str(path)
+    header, primary, sci, gdq, pdq, _ = _scan_file(path)
     if len(sci.shape) != 4:
         raise InputError(
             path,
@@ -202,8 +215,6 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
     header.setdefault("SUBSTRT1", 1)
     header.setdefault("SUBSTRT2", 1)
     header["NINTS"], header["NGROUPS"] = sci.shape[0], sci.shape[1]
-    if "BUNIT" in sci_hdr:
-        header["BUNIT"] = sci_hdr["BUNIT"]
     return ExposureInfo(path=path, header=header, sci=sci, groupdq=gdq, pixeldq=pdq,
                         extra={"primary": primary})
 
@@ -462,6 +473,110 @@ def open_infos(infos: Sequence[ExposureInfo], *, chunk_mb=None, chunk_rows=None,
     attrs = dict(infos[0].header)
     attrs["inputs"] = [i.path for i in infos]
     return _dataset(infos, ramp, gdq, pdq, attrs)
+
+
+# --------------------------------------------------------------------------- slope files
+
+
+@dataclass
+class SlopeInfo:
+    """Headers and layout of a ramp-fitted file (``_rate`` or ``_rateints``)."""
+
+    path: str
+    header: dict
+    sci: ArrayLayout
+    dq: ArrayLayout | None = None
+
+    @property
+    def nints(self) -> int:
+        """Integrations (1 for a ``_rate`` image)."""
+        return self.sci.shape[0] if len(self.sci.shape) == 3 else 1
+
+    @property
+    def name(self) -> str:
+        """File name without directories."""
+        return os.path.basename(self.path)
+
+
+def read_slope_info(path: str | os.PathLike) -> SlopeInfo:
+    """Read the headers of a ramp-fitted file and check it.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or truncated; no SCI; SCI not 2-D ``(y, x)`` or 3-D
+        ``(integration, y, x)``; ``S_RAMP`` not ``COMPLETE``; a DQ of another shape.
+    """
+    path = str(path)
+    header, _, sci, _, _, dqx = _scan_file(path)
+    if len(sci.shape) not in (2, 3):
+        raise InputError(path, f"SCI is {len(sci.shape)}-D {sci.shape}; a slope file "
+                         "(_rate or _rateints) has a 2-D or 3-D SCI")
+    if str(header.get("S_RAMP", "")).upper() != "COMPLETE":
+        raise InputError(path, f"S_RAMP is {header.get('S_RAMP')!r}, not 'COMPLETE': "
+                         "not a ramp-fitted (_rate/_rateints) file")
+    if dqx is not None and dqx.shape[-2:] != sci.shape[-2:]:
+        raise InputError(path, f"DQ shape {dqx.shape} does not match SCI {sci.shape}")
+    header.setdefault("SUBSIZE1", sci.shape[-1])
+    header.setdefault("SUBSIZE2", sci.shape[-2])
+    header.setdefault("SUBSTRT1", 1)
+    header.setdefault("SUBSTRT2", 1)
+    return SlopeInfo(path=path, header=header, sci=sci, dq=dqx)
+
+
+def open_slopes(paths: Sequence[str | os.PathLike], *, chunk_mb: float | None = None,
+                row_chunks: Sequence[int] | None = None) -> xr.Dataset:
+    """Open ``_rate``/``_rateints`` files lazily as one stack of slopes.
+
+    Every header is read and checked first; the files must share detector, subarray
+    and frame size (not the readout: slopes of any ramp length stack).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``rateints`` (integration, y, x) DN/s with every integration of every file
+        in input order, and ``dq_ints`` (integration, y, x) uint32 where every file has
+        a DQ (a 2-D DQ applies to each integration). Attributes from the first file,
+        ``inputs`` the paths, ``S_RAMP`` COMPLETE. Nothing is read.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    if not paths:
+        raise InputError(None, "no input files given")
+    infos = [read_slope_info(p) for p in paths]
+    first = infos[0]
+    for info in infos[1:]:
+        for key in ("INSTRUME", "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2"):
+            if info.header.get(key) != first.header.get(key):
+                raise InputError(info.path, f"{key} is {info.header.get(key)!r} but "
+                                 f"{first.name} has {first.header.get(key)!r}")
+        if info.sci.shape[-2:] != first.sci.shape[-2:]:
+            raise InputError(info.path, f"frame size {info.sci.shape[-2:]} differs from "
+                             f"{first.sci.shape[-2:]} in {first.name}")
+    ny, nx = first.sci.shape[-2:]
+    if row_chunks is None:
+        per_row = sum(i.nints * nx * (4 + (4 if i.dq else 0)) for i in infos)
+        row_chunks = row_chunks_for(ny, per_row, chunk_mb)
+    rows = tuple(int(r) for r in row_chunks)
+
+    def cube(layout, path, n, label):
+        arr = _lazy_rows(layout, path, rows, label)
+        if arr.ndim == 2:
+            arr = arr[None]
+        return da.broadcast_to(arr, (n,) + arr.shape[1:], chunks=((n,),) + arr.chunks[1:])
+
+    sci = da.concatenate([cube(i.sci, i.path, i.nints, "slopes").astype(np.float32)
+                          for i in infos], axis=0).rechunk({0: -1})
+    data = {"rateints": xr.DataArray(sci, dims=("integration", "y", "x"),
+                                     attrs={"units": "DN/s"})}
+    if all(i.dq is not None for i in infos):
+        dqs = da.concatenate([cube(i.dq, i.path, i.nints, "slopedq").astype(np.uint32)
+                              for i in infos], axis=0).rechunk({0: -1})
+        data["dq_ints"] = xr.DataArray(dqs, dims=("integration", "y", "x"))
+    files = np.concatenate([[i.name] * i.nints for i in infos])
+    attrs = dict(first.header)
+    attrs["inputs"] = [i.path for i in infos]
+    return xr.Dataset(data, coords={"file": ("integration", files)}, attrs=attrs)
 
 
 # --------------------------------------------------------------------------- inventory

@@ -21,6 +21,7 @@ Layout (``basedir = outrootdir[/outsubdir][/runNNN]``)::
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import logging
@@ -37,7 +38,7 @@ from ..geometry import is_miri
 from ..io.crds import CrdsMeta
 from ..io.fits import InputError, _stack_bytes_per_row, open_infos, read_info, row_chunks_for
 from ..prep.engine import NEEDS, PREP_CHUNK_MB, REFTYPES, prep_many
-from ..prep.stack import concat_integrations
+from ..prep.stack import concat_integrations, default_steps
 from ..prep.steps import parse_steps, steps_to_run
 from ..reftypes._inputs import describe_reference
 from ..reftypes.registry import REGISTRY, RefType
@@ -325,7 +326,11 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
     for label in reflabels:
         rt = REGISTRY[label]
         fw = config.framework(label)
-        sets, set_notes = image_sets(inputs, fw["imtypes"], **limits)
+        mixed = len(rt.input_flags) > 1  # darks and flats, each calibrated its own way
+        # darks and flats of one detector and subarray form a set whatever their ramps
+        grouped = ([dataclasses.replace(f, readout=f.readout[:1]) for f in inputs]
+                   if mixed else inputs)
+        sets, set_notes = image_sets(grouped, fw["imtypes"], **limits)
         notes += [f"{label}: {n}" for n in set_notes]
         params = config.parameters(label)
         meta = config.metadata(label)
@@ -341,16 +346,24 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
                 # dq_init runs only with a MASK; reference pixels come from the geometry
                 steps = ",".join(x for x in steps.split(",") if x != "dq_init") or None
             needed = set()
-            if steps is not None:  # a bad ssbsteps: an error now
-                to_run = steps_to_run(parse_steps(steps, attrs), attrs)
-                needed = {r for s in to_run for r in NEEDS.get(s, ())}
-                missing = sorted(r for r in needed if r not in reffile4ssb)
+            chains = [steps] if steps is not None else []
+            if mixed:
+                flat_steps = params.get("flat_steps") or default_steps(
+                    REGISTRY["badpix_from_flats"].ssbsteps, None, attrs,
+                    have_mask="mask" in reffile4ssb)
+                chains.append(flat_steps)
+            for chain in chains:  # a bad ssbsteps: an error now
+                to_run = steps_to_run(parse_steps(chain, attrs), attrs)
+                wanted = {r for s in to_run for r in NEEDS.get(s, ())}
+                needed |= wanted
+                missing = sorted(r for r in wanted if r not in reffile4ssb)
                 if missing:
                     step = next(s for s in to_run if set(NEEDS.get(s, ())) & set(missing))
                     raise MkrefsError(
-                        f"{label}: step {step!r} of ssbsteps {steps!r} needs a "
+                        f"{label}: step {step!r} of ssbsteps {chain!r} needs a "
                         f"{REFTYPES[missing[0]]} reference: set reffile4ssb.{missing[0]} "
                         "(a file, a glob pattern, SELF or CRDS)")
+            if chains:
                 needed.add("gain")  # also the e-/s of the calibrated types
             refs, self_refs = {}, {}
             for name, value in sorted(reffile4ssb.items()):
@@ -557,10 +570,21 @@ def execute(p: Plan, *, progress: bool = False, spill_dir=None) -> dict:
             shared = _shared_calibrations(todo)
             for job in todo:
                 rows_k = rows[(job.imset.detector, job.imset.readout)]
+                params = dict(job.params)
+                if len(job.rt.input_flags) > 1:
+                    # darks and flats: each half is calibrated by the build, its own way
+                    inputs = {kind: [f.path for _, f in job.imset.members
+                                     if f.kind == kind[:-1]] for kind in job.rt.input_flags}
+                    extra = dict(dark_steps=params.pop("dark_steps", None) or job.steps,
+                                 chunk_mb=p.options.get("chunk_mb"), spill_dir=spill_dir,
+                                 **job.refs)
+                    products.append(job.rt.build(inputs, **extra, **params))
+                    jobs_made.append(job)
+                    continue
                 inputs = _inputs_of(job, p.infos, rows_k, cache, prep_by_input, spill_dir,
                                     shared)
                 extra = dict(steps=job.steps, **job.refs) if job.rt.ssbsteps else {}
-                products.append(job.rt.build(inputs, **extra, **job.params))
+                products.append(job.rt.build(inputs, **extra, **params))
                 jobs_made.append(job)
             # prep products to keep (ssb_save_steps), in the same pass
             for (path, steps), result in cache.items():

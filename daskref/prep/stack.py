@@ -51,6 +51,10 @@ def default_steps(nir: str, miri: str | None, attrs: Mapping, have_mask: bool) -
     """
     steps = miri if (miri and is_miri(attrs)) else nir
     if not have_mask:
+        if steps.strip().endswith(("-", "+")):  # a range such as 'rate-': spelled out
+            from .steps import parse_steps
+
+            steps = ",".join(parse_steps(steps, attrs))
         steps = ",".join(s for s in steps.split(",") if s.strip() != "dq_init")
     return steps
 

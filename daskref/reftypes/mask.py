@@ -99,6 +99,25 @@ def ramp_siblings(paths) -> list[str]:
     return out
 
 
+#: Header keywords of the dark search's parameters (jwst_reffiles' names; the two
+#: thresholds are daskref's).
+DARK_KEYWORDS = {
+    "hot_threshold": "BPDHOTTH", "warm_threshold": "BPDWRMTH",
+    "dark_stdev_clipping_sigma": "BPDCLPSG", "dark_max_clipping_iters": "BPDCLPIT",
+    "dark_noisy_threshold": "BPDNSETH", "max_saturated_fraction": "BPDMXSAT",
+    "max_jump_limit": "BPDMXJMP", "jump_ratio_threshold": "BPDJPRAT",
+    "early_cutoff_fraction": "BPDCUTFC", "pedestal_sigma_threshold": "BPDPEDTH",
+    "rc_fraction_threshold": "BPDRCTH", "low_pedestal_fraction": "BPDLOPFC",
+    "high_cr_fraction": "BPDCRFC",
+}
+
+
+def parameter_keywords(params: dict, names: dict) -> dict:
+    """Header keywords ``{KEY: (value, parameter name)}`` of the parameters present."""
+    return {key: (params[name], name) for name, key in names.items()
+            if params.get(name) is not None}
+
+
 def used_flags(mask: np.ndarray) -> list[str]:
     """Names of the flags set anywhere in ``mask``, GOOD first, in bit order."""
     present = int(np.bitwise_or.reduce(mask.ravel())) if mask.size else 0
@@ -110,21 +129,29 @@ def write(ds: xr.Dataset, path, meta: CrdsMeta):
     check_computed(ds, ("dq", "class"))
     mask = ds["dq"].values.astype(np.uint32)
     attrs = ds.attrs
-    extra = {}
+    extra = parameter_keywords(attrs.get("parameters", {}), DARK_KEYWORDS)
     if attrs.get("EXP_TYPE"):
         extra["EXP_TYPE"] = str(attrs["EXP_TYPE"])
     out = write_product(ds, path, meta, reftype=REFTYPE, datamodel=DATAMODEL,
                         function="mask_from_darks", template=DESCRIPTION,
                         images=[("DQ", mask, None)], dq_def=dq.dq_def(used_flags(mask)),
                         use_readpatt=True, extra=extra)
+    write_dark_diagnostics(ds, path)
+    return out
+
+
+def write_dark_diagnostics(ds: xr.Dataset, path):
+    """Write ``<name>_diagnostics.fits``.
+
+    The class of every pixel, one image per class and the statistic behind each.
+    """
     cls = ds["class"].values
     images = [(name.upper(), (cls == k).astype(np.uint8), None)
-              for k, name in enumerate(attrs.get("classes", _bpd.CLASSES))]
+              for k, name in enumerate(ds.attrs.get("classes", _bpd.CLASSES))]
     images += [(name.upper(), ds[name].values.astype(np.float32), _UNITS.get(name))
                for name in STATISTICS]
-    write_ancillary(ds, path, "diagnostics", "BAD PIXEL DIAGNOSTICS", "mask_from_darks",
-                    [("CLASS", cls.astype(np.int16), None)] + images)
-    return out
+    return write_ancillary(ds, path, "diagnostics", "BAD PIXEL DIAGNOSTICS",
+                           "mask_from_darks", [("CLASS", cls.astype(np.int16), None)] + images)
 
 
 MASK_FROM_DARKS = register(RefType(
@@ -135,7 +162,7 @@ MASK_FROM_DARKS = register(RefType(
     ssbsteps_miri="dq_init,saturation,firstframe,lastframe,linearity,jump,rate",
     requires=("jump", "rate"),
     algorithm=_bpd.mask_from_darks, build=build_from_darks, write=write,
-    command="mask", input_flag="darks",
+    input_flag="darks",
     params=[
         Param("hot_threshold", "HOT at or above this clean dark rate (e-/s with a gain, "
               "DN/s without)"),

@@ -169,10 +169,18 @@ class RefType:
         MIRI's default ``ssbsteps`` where it differs.
     command : str
         The CLI subcommand (default the reflabel).
-    input_flag : str or None
-        The CLI option that takes the input files (``--darks``); None: positional.
+    input_flag : str, tuple of str, or None
+        The CLI option(s) that take the input files (``--darks``; the combined MASK
+        ``("darks", "flats")``); None: positional.
     requires : tuple of str
         Calibration steps every input must have had (``("jump",)``).
+    includes : tuple of RefType
+        Types whose parameters this one also takes (the combined MASK takes those of
+        the MASK from darks and from flats).
+
+    A parameter's default and kind come from the ``algorithm``'s signature or, for
+    one the algorithm does not see (a file to read, such as ``manual_flag_file``),
+    from ``build``'s.
     """
 
     reflabel: str
@@ -188,25 +196,37 @@ class RefType:
     write: Callable
     ssbsteps_miri: str | None = None
     command: str = ""
-    input_flag: str | None = None
+    input_flag: str | tuple[str, ...] | None = None
     requires: tuple[str, ...] = ()
+    includes: tuple[RefType, ...] = ()
     parameters: dict[str, Param] = field(init=False, repr=False)
 
     def __post_init__(self):
         self.command = self.command or self.reflabel
-        signature = inspect.signature(self.algorithm)
-        hints = typing.get_type_hints(self.algorithm)
+        sources = [(inspect.signature(f), _hints(f)) for f in (self.algorithm, self.build)]
         self.parameters = {}
         for p in self.params:
-            if p.name not in signature.parameters:
+            found = [(sig, hints) for sig, hints in sources if p.name in sig.parameters]
+            if not found:
                 raise TypeError(f"{self.reflabel}: {self.algorithm.__name__} has no "
                                 f"parameter {p.name!r}")
+            signature, hints = found[0]
             kind, choices, optional = _kind(hints.get(p.name, str))
             default = signature.parameters[p.name].default
             self.parameters[p.name] = Param(
                 p.name, p.help, tuple(p.aliases), default=default, kind=kind,
                 choices=choices, optional=optional or default is None,
             )
+        for other in self.includes:
+            for name, param in other.parameters.items():
+                self.parameters.setdefault(name, param)
+
+    @property
+    def input_flags(self) -> tuple[str, ...]:
+        """The CLI options that take input files (none: positional)."""
+        if not self.input_flag:
+            return ()
+        return (self.input_flag,) if isinstance(self.input_flag, str) else tuple(self.input_flag)
 
     def defaults(self) -> dict[str, Any]:
         """Every parameter with its default."""
@@ -226,6 +246,14 @@ class RefType:
             name = lookup[key]
             out[name] = self.parameters[name].convert(value, where)
         return out
+
+
+def _hints(func) -> dict:
+    """Resolved annotations of a function ({} where they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(func)
+    except Exception:  # an annotation naming something its module lacks
+        return {}
 
 
 REGISTRY: dict[str, RefType] = {}

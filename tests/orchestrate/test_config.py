@@ -236,7 +236,9 @@ batch:
 def test_jwst_reffiles_dark_config_loads(tmp_path):
     path = write(tmp_path, "mkrefs.cfg", JWST_REFFILES_DARK)
     cfg = load_config(path, environ={"JWST_MKREFS_OUTDIR": "/scratch/refs"})
-    assert cfg.reflabels == ["dark"]
+    # bad_pixel_mask is daskref's combined MASK; the section keeps jwst_reffiles' imtypes
+    assert cfg.reflabels == ["bad_pixel_mask", "dark"]
+    assert cfg.framework("bad_pixel_mask")["imtypes"] == "DF+"
     fw = cfg.framework("dark")
     assert fw["reftype"] == "DARK" and fw["imtypes"] == "D+"
     assert fw["ssbsteps"] == "dq_init, saturation, superbias, refpix, linearity, jump"
@@ -252,7 +254,7 @@ def test_jwst_reffiles_dark_config_loads(tmp_path):
     notes = "\n".join(cfg.notes)
     for word in ("max_equivalent_groups", "contribution_file", "ssblogFlag", "reflogFlag",
                  "'instrument'", "'reftypes'", "'default_reflabels'", "'batch'", "'test1'",
-                 "'test4datamodel'", "'bad_pixel_mask'", "'gain_armin'"):
+                 "'test4datamodel'", "'gain_armin'"):
         assert word in notes, word
     assert "section 'gain_armin' is not a reflabel daskref has (no plug-in)" in notes
     assert cfg.ignored["dark"]["max_equivalent_groups"] == 60

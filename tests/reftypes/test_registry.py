@@ -19,11 +19,26 @@ def test_builtin_types_are_registered():
 
 @pytest.mark.parametrize("label", sorted(REGISTRY))
 def test_defaults_and_kinds_come_from_the_algorithm(label):
+    """From the algorithm's signature; else (files it cannot read) the build's; the
+    combined MASK takes those of its halves."""
     rt = REGISTRY[label]
-    signature = inspect.signature(rt.algorithm)
+    signatures = [inspect.signature(f).parameters
+                  for t in (rt, *rt.includes) for f in (t.algorithm, t.build)]
     for name, param in rt.parameters.items():
-        assert param.default == signature.parameters[name].default
+        where = next(s for s in signatures if name in s)
+        assert param.default == where[name].default
         assert param.help
+
+
+def test_the_combined_mask_takes_both_halves_parameters():
+    combined = REGISTRY["bad_pixel_mask"]
+    for half in ("badpix_from_darks", "badpix_from_flats"):
+        for name, param in REGISTRY[half].parameters.items():
+            assert combined.parameters[name] is param
+    assert combined.resolve({"hot_threshold": "2", "smoothing_box_width": "9"}) == {
+        "hot_threshold": 2.0, "smoothing_box_width": 9}
+    # a file to read is a parameter of the build, not of the algorithm
+    assert REGISTRY["badpix_from_flats"].parameters["manual_flag_file"].default == "default"
 
 
 @pytest.mark.parametrize("label", sorted(REGISTRY))
