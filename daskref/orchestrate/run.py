@@ -344,7 +344,7 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
             steps = _steps_for(fw, attrs)
             if steps is not None and "mask" not in reffile4ssb:
                 # dq_init runs only with a MASK; reference pixels come from the geometry
-                steps = ",".join(x for x in steps.split(",") if x != "dq_init") or None
+                steps = default_steps(steps, None, attrs, have_mask=False) or None
             needed = set()
             chains = [steps] if steps is not None else []
             if mixed:

@@ -95,3 +95,39 @@ def test_dark_current_step_applies_the_miri_planes(tmp_path):
         removed = before - result.data
         np.testing.assert_allclose(removed[0], dark.data[0], atol=1e-2)
         np.testing.assert_allclose(removed[2], dark.data[1], atol=1e-2)
+
+
+def test_dq_init_step_applies_the_combined_mask(made, tmp_path):
+    """The MASK from darks and flats of one detector, as dq_init uses it."""
+    from jwst.dq_init import DQInitStep
+    from stdatamodels.jwst import datamodels
+
+    from daskref.simulate import FLAT_DEFECT_DEFAULTS, make_truth, simulate_flats
+
+    camp, _, _, sci_uncal, _ = made
+    # the darks' detector with flat defects added (the dark classes are unchanged)
+    truth = make_truth(**{**_truth_kwargs(camp.truth), **FLAT_DEFECT_DEFAULTS})
+    flats = simulate_flats(tmp_path / "flats", truth, 2, nints=1, ngroups=8).paths
+    refs = write_references(truth, tmp_path / "refs", 10,
+                            kinds=["saturation", "superbias", "linearity", "readnoise",
+                                   "gain", "dark"])
+    mask_path = tmp_path / "combined.fits"
+    daskref.write(daskref.bad_pixel_mask(darks=camp.paths, flats=flats, **refs), mask_path,
+                  pedigree="SIMULATION")
+    with bj.offline_crds(), datamodels.RampModel(str(sci_uncal)) as model:
+        result = DQInitStep.call(model, override_mask=str(mask_path))
+    assert result.meta.cal_step.dq_init == "COMPLETE"
+    with datamodels.MaskModel(str(mask_path)) as mask:
+        assert np.array_equal(result.pixeldq & mask.dq, mask.dq)
+        dead = truth.class_mask("dead")
+        assert np.all(result.pixeldq[dead] & (dq.DEAD | dq.DO_NOT_USE))
+        assert np.mean((result.pixeldq[truth.class_mask("hot")] & dq.HOT) != 0) >= 0.9
+
+
+def _truth_kwargs(truth):
+    """make_truth arguments that give back ``truth`` (the fixture's detector)."""
+    a = truth.attrs
+    return dict(subarray=a["SUBARRAY"], substrt=(a["SUBSTRT1"], a["SUBSTRT2"]),
+                subsize=(a["SUBSIZE1"], a["SUBSIZE2"]), tframe=a["TFRAME"], seed=truth.seed,
+                hot_fraction=0.01, warm_fraction=0.01, rc_fraction=0.01,
+                telegraph_fraction=0.01)
