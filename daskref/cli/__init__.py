@@ -234,20 +234,28 @@ def cmd_demo(args) -> int:
     from ..orchestrate.run import execute, plan
     from ..simulate import (
         BAD_PIXEL_DEFAULTS,
+        FLAT_DEFECT_DEFAULTS,
+        flat_level,
+        flat_rate,
         make_truth,
         simulate_exposure,
         write_references,
     )
 
+    labels = ["readnoise", "superbias", "dark", "bad_pixel_mask"]
+
     outdir = Path(args.outdir)
     t0 = time.perf_counter()
     geometry = dict(subarray="FULL") if args.full_frame else dict(
         subarray="SUB320", substrt=(1, 1), subsize=(320, 320), tframe=10.7)
-    truth = make_truth(seed=args.seed, cosmic_ray_rate=5e-5, **geometry, **BAD_PIXEL_DEFAULTS)
+    truth = make_truth(seed=args.seed, cosmic_ray_rate=5e-5, **geometry, **BAD_PIXEL_DEFAULTS,
+                       **FLAT_DEFECT_DEFAULTS)
+    lamp = flat_rate(truth, flat_level(truth, 20, 0.5))
     per_epoch = max(1, args.n_files // 2)
     if not args.quiet:
         print(f"simulating 2 epochs of {per_epoch} NIRCam darks (2 x 20 groups, every "
-              f"bad-pixel class) and a flat each in {outdir / 'inputs'} ...")
+              f"bad-pixel class) and 2 lamp flats each (dead, low-QE, open pixels) in "
+              f"{outdir / 'inputs'} ...")
     paths, darks = [], []
     for e, day in enumerate(("2026-01-05", "2026-02-05")):
         for k in range(per_epoch):
@@ -255,28 +263,28 @@ def cmd_demo(args) -> int:
             p.parent.mkdir(parents=True, exist_ok=True)
             darks.append(simulate_exposure(p, truth, nints=2, ngroups=20, seed=10 * e + k,
                                            start=f"{day}T{k:02d}:00:00").path)
-        flat = outdir / "inputs" / f"flat_e{e}_uncal.fits"
-        paths += darks[-per_epoch:] + [simulate_exposure(
-            flat, truth, nints=1, ngroups=20, seed=90 + e, start=f"{day}T12:00:00",
-            exp_type="NRC_FLAT").path]
-    # what darks cannot measure comes from existing references
+        flats = [simulate_exposure(outdir / "inputs" / f"flat_e{e}_{k}_uncal.fits", truth,
+                                   nints=1, ngroups=20, seed=90 + 2 * e + k, flux=lamp,
+                                   start=f"{day}T1{k}:00:00").path for k in range(2)]
+        paths += darks[-per_epoch:] + flats
+    # what darks cannot measure comes from existing references (the flats' calibration
+    # also subtracts a DARK)
     refs = write_references(truth, outdir / "references", 20,
-                            kinds=["saturation", "linearity", "gain"])
+                            kinds=["saturation", "linearity", "gain", "dark"])
     config = {
         "output": {"outrootdir": str(outdir / "out"), "runID": "AUTO"},
         "reffile4ssb": {"superbias": "SELF", "readnoise": "SELF",
                         **{k: str(v) for k, v in refs.items()}},
-        **{label: {"imtypes": "D+", "author": "daskref demo", "pedigree": "SIMULATION"}
-           for label in ("readnoise", "superbias", "dark", "badpix_from_darks")},
+        **{label: {"imtypes": "D+F+" if label == "bad_pixel_mask" else "D+",
+                   "author": "daskref demo", "pedigree": "SIMULATION"} for label in labels},
     }
     cfgfile = outdir / "mkrefs.cfg"
     cfgfile.write_text(yaml.safe_dump(config, sort_keys=False))
     t1 = time.perf_counter()
-    the_plan = plan(load_config(str(cfgfile)),
-                    ["readnoise", "superbias", "dark", "badpix_from_darks"],
-                    [str(p) for p in paths], options={"chunk_mb": args.chunk_mb})
+    the_plan = plan(load_config(str(cfgfile)), labels, [str(p) for p in paths],
+                    options={"chunk_mb": args.chunk_mb})
     if not args.quiet:
-        print(f"daskref mkrefs -c {cfgfile} readnoise,superbias,dark,badpix_from_darks "
+        print(f"daskref mkrefs -c {cfgfile} {','.join(labels)} "
               f"{outdir / 'inputs'}/*.fits")
         for line in the_plan.lines():
             print(f"  {line}")
@@ -288,8 +296,7 @@ def cmd_demo(args) -> int:
               f"(two passes: the DARK and MASK calibrations use this run's SUPERBIAS and "
               f"READNOISE)")
         made = {j.reflabel: j.path for j in the_plan.jobs}
-        for line in _demo_report(truth, [made[k] for k in ("readnoise", "superbias", "dark",
-                                                            "badpix_from_darks")]):
+        for line in _demo_report(truth, [made[k] for k in labels]):
             print(line)
     _report(args, [Path(p) for p in result["made"] if p.endswith(".fits")])
     return 0
@@ -341,8 +348,16 @@ def _demo_report(truth, paths) -> list[str]:
         if sel.any():
             found.append(f"{name} {np.mean(cls[sel] == CLASSES.index(klass)):.0%}")
     false = np.mean(cls[normal & (truth.dark_current * truth.gain < 0.05)] >= 0)
-    lines.append("MASK: recall " + ", ".join(found) + f"; normal pixels flagged {false:.3%} "
-                 "(LOW_PEDESTAL needs a SUPERBIAS from other data)")
+    lines.append("MASK from the darks: recall " + ", ".join(found) + f"; normal pixels "
+                 f"flagged {false:.3%} (LOW_PEDESTAL needs a SUPERBIAS from other data)")
+    from ..kernels.badpix_flat import FLAT_CLASSES
+
+    flat_cls = fits.getdata(ancillary_path(paths[3], "flat_diagnostics"), "CLASS")
+    found = [f"{name} {np.mean(flat_cls[truth.class_mask(name) & science] == k):.0%}"
+             for k, name in enumerate(FLAT_CLASSES)]
+    false = np.mean(flat_cls[normal] >= 0)
+    lines.append("MASK from the flats: recall " + ", ".join(found)
+                 + f"; normal pixels flagged {false:.3%}")
     return lines
 
 
@@ -655,8 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_simulate)
 
-    p = sub.add_parser("demo", help="simulate a small dark campaign and build READNOISE, "
-                                    "SUPERBIAS, DARK and the MASK from it in one pass")
+    p = sub.add_parser("demo", help="simulate a small campaign of darks and flats and build "
+                                    "READNOISE, SUPERBIAS, DARK and the MASK with mkrefs")
     p.add_argument("outdir", nargs="?", default="daskref-demo", help="directory (default "
                    "./daskref-demo)")
     _opt(p, "n_files", type=int, default=8, help="number of darks (default 8)")

@@ -149,6 +149,9 @@ class Job:
     stage: int = 0
     status: str = "planned"
     self_refs: dict = field(default_factory=dict)  # prep arg -> reftype made in this run
+    #: steps of the inputs of one kind where they differ from ``steps`` (the combined
+    #: MASK's flats), e.g. ``{"flat": "saturation,...,rate"}``
+    kind_steps: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -276,12 +279,17 @@ def _crds_reference(key: str, header: Mapping) -> str:
               "META.EXPOSURE.TYPE": header.get("EXP_TYPE"),
               "META.OBSERVATION.DATE": header.get("DATE-OBS"),
               "META.OBSERVATION.TIME": header.get("TIME-OBS")}
+    crds_log = logging.getLogger("CRDS")  # the client prints its own errors: we say one line
+    was = crds_log.disabled
+    crds_log.disabled = True
     try:
         best = crds.getreferences(params, reftypes=[reftype], observatory="jwst")
     except (Exception, SystemExit) as exc:  # unreachable server or cache (crds may exit)
         raise MkrefsError(f"reffile4ssb.{key}: CRDS could not give a {reftype.upper()} "
                           f"reference ({type(exc).__name__}: {str(exc).splitlines()[0]})"
                           ) from None
+    finally:
+        crds_log.disabled = was
     return best[reftype]
 
 
@@ -380,7 +388,8 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
             path = dirs.reffile(label, str(fw["reftype"]).lower(), cmd_id)
             jobs.append(Job(cmd_id=cmd_id, reflabel=label, rt=rt, imset=imset, path=path,
                             steps=steps, refs=refs, params=params,
-                            meta=CrdsMeta(**meta), self_refs=self_refs))
+                            meta=CrdsMeta(**meta), self_refs=self_refs,
+                            kind_steps={"flat": chains[-1]} if mixed else {}))
             cmd_id += 1
     if not jobs:
         raise MkrefsError("no image set for any reflabel: " + "; ".join(notes[-3:]))
@@ -461,15 +470,17 @@ def _prep_rows(jobs, dirs: Dirs, data: Mapping, options: Mapping, infos) -> list
         save = list((data.get(job.reflabel) or {}).get("ssb_save_steps") or [])
         new = []
         for _, f in job.imset.members:
-            key = (f.path, job.steps)
+            steps = job.kind_steps.get(f.kind, job.steps)
+            key = (f.path, steps)
             if key in seen:
                 seen[key]["save"] = sorted(set(seen[key]["save"]) | set(save))
                 continue
             source = f.path
-            if not options.get("force_redo_strun"):
-                source = _existing_product(f.path, job.steps, infos[f.path].header, search) \
+            # (a combined MASK calibrates its raw inputs itself)
+            if not options.get("force_redo_strun") and not job.kind_steps:
+                source = _existing_product(f.path, steps, infos[f.path].header, search) \
                     or f.path
-            new.append({"input": f.path, "steps": job.steps, "source": source,
+            new.append({"input": f.path, "steps": steps, "source": source,
                         "save": sorted(set(save))})
         if cap is not None and len(rows) + len(new) > int(cap):
             job.make, job.status = False, "skipped (maxNstrun)"
@@ -576,6 +587,8 @@ def execute(p: Plan, *, progress: bool = False, spill_dir=None) -> dict:
                     inputs = {kind: [f.path for _, f in job.imset.members
                                      if f.kind == kind[:-1]] for kind in job.rt.input_flags}
                     extra = dict(dark_steps=params.pop("dark_steps", None) or job.steps,
+                                 flat_steps=params.pop("flat_steps", None)
+                                 or job.kind_steps.get("flat"),
                                  chunk_mb=p.options.get("chunk_mb"), spill_dir=spill_dir,
                                  **job.refs)
                     products.append(job.rt.build(inputs, **extra, **params))
