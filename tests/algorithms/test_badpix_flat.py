@@ -350,7 +350,7 @@ def test_hot_wins_over_dead():
         combine_masks(darks, flats)
 
 
-def test_darks_and_flats_of_other_windows_are_refused(flats, combined, tmp_path):
+def test_darks_and_flats_of_other_windows_are_refused(flats, combined, tmp_path, capsys):
     truth, camp, refs, _ = flats
     other = make_truth(subarray="SUB64P", substrt=(1, 1), subsize=(64, 64), seed=1)
     others = simulate_flats(tmp_path, other, 1, nints=1, ngroups=6)
@@ -358,6 +358,15 @@ def test_darks_and_flats_of_other_windows_are_refused(flats, combined, tmp_path)
     with pytest.raises(InputError, match=r"flat_000_uncal.fits: does not match the darks "
                                          r"\(dark_0_uncal.fits\): SUBARRAY is 'SUB64P'"):
         daskref.bad_pixel_mask(darks=dark_paths, flats=others.paths, **refs)
+    from daskref.cli import main
+
+    ref_args = [a for k, v in refs.items() for a in (f"--{k}", str(v))]
+    out = tmp_path / "refused.fits"
+    assert main(["mask", "--darks", *map(str, dark_paths), "--flats", *map(str, others.paths),
+                 "-o", str(out), "-q", *ref_args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "does not match the darks" in err[0] and "SUB64P" in err[0]
+    assert not out.exists()
 
 
 def test_mask_command_with_flats_and_darks(combined, tmp_path):
