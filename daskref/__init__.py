@@ -16,6 +16,7 @@ from .api import (  # noqa: E402
     mask_from_darks,
     mask_from_flats,
     open_inputs,
+    qa,
     readnoise,
     superbias,
     write,
@@ -26,5 +27,5 @@ __all__ = [
     "InputError", "__version__", "bad_pixel_mask", "compute", "dark", "dq", "inventory",
     "mask_from_darks", "mask_from_flats",
     "open_exposure",
-    "open_inputs", "open_stack", "readnoise", "scan", "simulate", "superbias", "write",
+    "open_inputs", "open_stack", "qa", "readnoise", "scan", "simulate", "superbias", "write",
 ]

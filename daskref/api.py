@@ -22,6 +22,7 @@ import xarray as xr
 from ._compute import compute
 from .io.crds import CrdsMeta
 from .io.fits import open_stack
+from .qa import qa  # noqa: F401  (the API: daskref.qa)
 from .reftypes import REGISTRY
 from .reftypes import bad_pixel_mask as _bpm_type
 from .reftypes import dark as _dark_type

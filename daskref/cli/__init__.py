@@ -132,6 +132,8 @@ def cmd_reftype(args) -> int:
 
     rt = args.reftype
     out = _check_output(args.output)
+    if args.compare and not Path(args.compare).is_file():
+        raise UsageError(f"--compare {args.compare}: no such file")
     params = {name: getattr(args, name) for name in rt.parameters if hasattr(args, name)}
     kwargs = dict(chunk_mb=args.chunk_mb)
     if rt.ssbsteps is not None:
@@ -153,6 +155,43 @@ def cmd_reftype(args) -> int:
         paths = api.write(product, out, progress=not args.quiet, **_meta(args))
     beside = [ancillary_path(out, s) for s in ANCILLARY.get(rt.reflabel, ())]
     paths += [q for p in beside for q in (p, p.with_suffix(".png")) if q.exists()]
+    if args.qa:
+        paths += _run_qa(out, args.compare)
+    _report(args, paths)
+    return 0
+
+
+def _add_qa_options(p):
+    g = p.add_argument_group("quality assessment")
+    g.add_argument("--qa", action=argparse.BooleanOptionalAction, default=True,
+                   help="write <name>_qa.json and _qa.png beside the file (default; "
+                        "--no-qa to skip; the PNG needs matplotlib)")
+    g.add_argument("--compare", metavar="PREVIOUS.fits", default=None,
+                   help="QA against a previous file of the same type (the one in use)")
+
+
+def _run_qa(path, compare=None) -> list:
+    from ..qa import qa
+
+    try:
+        return qa(path, compare=compare)
+    except ValueError as exc:
+        raise UsageError(f"--compare: {exc}") from None
+
+
+def cmd_qa(args) -> int:
+    """``daskref qa``: the QA files of existing reference files."""
+    from ..qa import index_page
+
+    if args.compare and not Path(args.compare).is_file():
+        raise UsageError(f"--compare {args.compare}: no such file")
+    paths = []
+    for f in args.files:
+        if not Path(f).is_file():
+            raise UsageError(f"{f}: no such file")
+        paths += _run_qa(f, args.compare)
+    if args.index:
+        paths.append(index_page(args.files, args.index))
     _report(args, paths)
     return 0
 
@@ -298,6 +337,9 @@ def cmd_demo(args) -> int:
         made = {j.reflabel: j.path for j in the_plan.jobs}
         for line in _demo_report(truth, [made[k] for k in labels]):
             print(line)
+        if result["qa"]:
+            print(f"QA of every file (image, histogram, per-amplifier statistics, flags): "
+                  f"{result['qa'][-1]}")
     _report(args, [Path(p) for p in result["made"] if p.endswith(".fits")])
     return 0
 
@@ -513,7 +555,7 @@ def cmd_mkrefs(args) -> int:
         config.data["output"] = output
         options = dict(newrunid=args.newrunID, force_redo_ref=args.force_redo_ref,
                        force_redo_strun=args.force_redo_strun, maxNref=args.maxNref,
-                       maxNstrun=args.maxNstrun, chunk_mb=args.chunk_mb)
+                       maxNstrun=args.maxNstrun, chunk_mb=args.chunk_mb, qa=args.qa)
         the_plan = plan(config, reflabels, files, options=options)
     except (MkrefsError, ParameterError, PluginError, ValueError) as exc:
         if isinstance(exc, InputError):
@@ -539,6 +581,8 @@ def cmd_mkrefs(args) -> int:
             print(f"exists {path}")
         print(f"mkrefs: {len(result['made'])} files in {result['seconds']:.1f} s; "
               f"tables and log in {the_plan.dirs.basedir}")
+        if result["qa"]:
+            print(f"QA: {result['qa'][-1]}")
     return 0
 
 
@@ -577,6 +621,8 @@ def _add_mkrefs_options(p):
     r.add_argument("--maxNstrun", type=int, default=None, help="at most this many calibrations")
     r.add_argument("--maxNref", type=int, default=None, help="at most this many reference files")
     r.add_argument("-d", "--debug", action="count", default=0, help="debug messages")
+    r.add_argument("--qa", action=argparse.BooleanOptionalAction, default=True,
+                   help="QA (_qa.json, _qa.png) of every file and qa_index.html (default)")
     _add_spill_option(r)
 
 
@@ -623,8 +669,20 @@ def build_parser() -> argparse.ArgumentParser:
             _add_step_options(p)
             _add_spill_option(p.add_argument_group("calibration"))
         _add_reftype_options(p, rt)
+        _add_qa_options(p)
         _add_common(p)
         p.set_defaults(func=cmd_reftype, reftype=rt)
+
+    p = sub.add_parser("qa", help="QA of reference files: <name>_qa.json and _qa.png beside "
+                                  "each (image, histogram, per-amplifier statistics, flags)")
+    p.add_argument("files", nargs="*", metavar="FILES", help="reference files")
+    p.add_argument("--compare", metavar="PREVIOUS.fits", default=None,
+                   help="a previous file of the same type: differences, changed pixels")
+    p.add_argument("--index", metavar="INDEX.html", default=None,
+                   help="also write one self-contained HTML page of them all")
+    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("-v", "--verbose", action="count", default=0)
+    p.set_defaults(func=cmd_qa)
 
     p = sub.add_parser("inventory", help="table of the inputs' headers")
     p.add_argument("files", nargs="*", metavar="FILES")

@@ -561,6 +561,7 @@ def execute(p: Plan, *, progress: bool = False, spill_dir=None) -> dict:
 
     t0 = time.perf_counter()
     made, skipped = [], [str(j.path) for j in p.jobs if not j.make]
+    qa_files: list[str] = []
     p.dirs.basedir.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(p.dirs.basedir / time.strftime("mkrefs_%Y-%m-%dT%H-%M-%S.log"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
@@ -621,22 +622,43 @@ def execute(p: Plan, *, progress: bool = False, spill_dir=None) -> dict:
                 job.status = "made"
                 made.append(str(job.path))
                 log.info("cmd%d %s -> %s", job.cmd_id, job.reflabel, job.path)
+                qa_files += _qa(p, job.path)
             made += [str(q) for q in save_paths]
             for fin in p.finals:
                 if all(j.stage <= stage for j in fin.jobs) and fin.status == "planned":
                     _make_final(fin, p)
                     if fin.status == "made":
                         made.append(str(fin.path))
+                        qa_files += _qa(p, fin.path)
         for fin in p.finals:
             if fin.status == "planned":
                 _make_final(fin, p)
+                if fin.status == "made":
+                    qa_files += _qa(p, fin.path)
+        if qa_files:
+            from ..qa import index_page
+
+            files = [j.path for j in p.jobs] + [f.path for f in p.finals]
+            index = index_page([f for f in files if f.exists()],
+                               p.dirs.basedir / "qa_index.html")
+            qa_files.append(str(index))
+            log.info("QA index: %s", index)
         _write_tables(p)
     finally:
         logging.getLogger("daskref").removeHandler(handler)
         handler.close()
     seconds = time.perf_counter() - t0
     return {"made": made, "skipped": skipped, "seconds": seconds,
-            "finals": [str(f.path) for f in p.finals]}
+            "finals": [str(f.path) for f in p.finals], "qa": qa_files}
+
+
+def _qa(p: Plan, path) -> list[str]:
+    """The QA files of one reference file of the run (unless ``qa`` is off)."""
+    if not p.options.get("qa", True):
+        return []
+    from ..qa import qa
+
+    return [str(q) for q in qa(path)]
 
 
 def _finished(p: Plan, reftype: str, detector: str) -> str:
