@@ -122,7 +122,12 @@ def test_demo__installed_command(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "READNOISE: median recovered/true CDS noise" in run.stdout
-    assert "MASK: recall hot" in run.stdout and "DARK: rms(recovered - true)" in run.stdout
+    assert "MASK from the darks: recall hot" in run.stdout
+    assert "MASK from the flats: recall dead" in run.stdout
+    assert "DARK: rms(recovered - true)" in run.stdout
+    index = tmp_path / "demo" / "out" / "run000" / "qa_index.html"
+    assert f"QA of every file (image, histogram, per-amplifier statistics, flags): {index}" \
+        in run.stdout and index.read_text().count("data:image/png;base64,") == 4
     for name, model in (("readnoise.fits", dm.ReadnoiseModel), ("superbias.fits",
                                                                dm.SuperBiasModel),
                         ("dark.fits", dm.DarkModel), ("mask.fits", dm.MaskModel)):
