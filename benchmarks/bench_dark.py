@@ -37,12 +37,11 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench_readnoise import _rchar
+from bench_readnoise import _rchar, child_result
 
 MODES = ("readnoise", "dark", "mask", "dark+mask")
 REF_KINDS = ("saturation", "superbias", "linearity", "readnoise", "gain")
@@ -163,11 +162,7 @@ def measure(mode: str, paths: list[Path], refs: dict, args) -> dict:
            "--refs", json.dumps(refs), "--files", *map(os.fspath, paths)]
     if args.chunk_mb is not None:
         cmd += ["--chunk-mb", str(args.chunk_mb)]
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.stderr.write(run.stderr)
-        raise SystemExit(f"{mode} on {len(paths)} files failed (exit status {run.returncode})")
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return child_result(cmd, f"{mode} on {len(paths)} files")
 
 
 def main(argv=None) -> None:

@@ -26,12 +26,11 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from bench_readnoise import _rchar
+from bench_readnoise import _rchar, child_result
 
 MODES = ("readnoise", "flats")
 TARGET = 6.0
@@ -113,11 +112,7 @@ def measure(mode, paths, refs, args) -> dict:
            "--outdir", os.fspath(Path(args.workdir) / f"out_flats_{len(paths)}"),
            "--workers", str(args.workers), "--refs", json.dumps(refs),
            "--files", *map(os.fspath, paths)]
-    run = subprocess.run(cmd, capture_output=True, text=True)
-    if run.returncode != 0:
-        sys.stderr.write(run.stderr)
-        raise SystemExit(f"{mode} on {len(paths)} files failed")
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return child_result(cmd, f"{mode} on {len(paths)} files")
 
 
 def main(argv=None) -> None:

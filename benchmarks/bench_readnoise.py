@@ -118,6 +118,18 @@ def child(args) -> None:
     print(json.dumps({"wall": wall, "peak_mb": peak_kb / 1024, "read": _rchar() - r0}))
 
 
+def child_result(cmd: list[str], what: str) -> dict:
+    """Run a benchmark child process; the JSON of its last output line.
+
+    Exits with the child's stderr and ``what`` when it fails.
+    """
+    run = subprocess.run(cmd, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.stderr.write(run.stderr)
+        raise SystemExit(f"{what} failed (exit status {run.returncode})")
+    return json.loads(run.stdout.strip().splitlines()[-1])
+
+
 def measure(mode: str, paths: list[Path], args) -> dict:
     cmd = [sys.executable, __file__, "--child", mode, "--outdir",
            str(Path(args.workdir) / f"out_{len(paths)}"), "--files", *map(str, paths)]
@@ -125,8 +137,7 @@ def measure(mode: str, paths: list[Path], args) -> dict:
         cmd += ["--chunk-mb", str(args.chunk_mb)]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
-    run = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return json.loads(run.stdout.strip().splitlines()[-1])
+    return child_result(cmd, f"{mode} on {len(paths)} files")
 
 
 def main(argv=None) -> None:
