@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from .. import dq
 from ..io.crds import CrdsMeta, write_reference
 from ..kernels.stats import estimator_error_factor, sigma_clip_stats
 
@@ -97,6 +98,15 @@ def combine_files(paths: Sequence[str | os.PathLike], out: str | os.PathLike, me
                "(ERR the standard error of the combination, DQ OR-ed):"]
     history += [os.path.basename(p) for p in paths]
     history += [str(h) for h in header.get("HISTORY", [])]
+    dq_image = next((data for name, data, _ in images if name == "DQ"), None)
+    if dq_def is not None and dq_image is not None:
+        # OR-ing files may add flags the first file's DQ_DEF lacks: list exactly those used
+        present = int(np.bitwise_or.reduce(dq_image.ravel().astype(np.uint32))) \
+            if dq_image.size else 0
+        known = {int(v) for v in dq_def["VALUE"]}
+        if any(present & v and v not in known for v in dq.PIXEL.values()):
+            dq_def = dq.dq_def(["GOOD"] + [f for f, v in dq.PIXEL.items()
+                                           if v and (present & v or v in known)])
     return write_reference(out, keep, history, images, dq_def)
 
 

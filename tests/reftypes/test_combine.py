@@ -73,3 +73,23 @@ def test_compare_files(files, tmp_path):
     assert report["flags_added"] == {"HOT": 1} and report["flags_removed"] == {"HOT": 1}
     with pytest.raises(ValueError, match="must be one of"):
         combine_files(files, tmp_path / "x.fits", "mode")
+
+
+def test_final_mask_lists_every_flag_of_the_or(tmp_path):
+    """OR-ing masks can add flags the first file's DQ_DEF lacks: they are listed."""
+    from daskref import dq
+    from daskref.io.crds import CrdsMeta
+    from daskref.reftypes.combine import combine_files
+    from daskref.simulate import make_truth, write_references
+
+    truth = make_truth(subarray="SUB64P", substrt=(1, 1), subsize=(64, 64), seed=4)
+    a = write_references(truth, tmp_path / "a", 4, kinds=["mask"])["mask"]
+    b = tmp_path / "b.fits"
+    with fits.open(a) as hdul:
+        hdul["DQ"].data[10, 10] |= dq.HOT | dq.DO_NOT_USE
+        hdul.writeto(b)
+    out = combine_files([a, b], tmp_path / "final.fits", "mean", CrdsMeta(pedigree="SIMULATION"))
+    names = {n.decode() if isinstance(n, bytes) else str(n)
+             for n in fits.getdata(out, "DQ_DEF")["NAME"]}
+    assert {"HOT", "DO_NOT_USE", "REFERENCE_PIXEL"} <= names
+    assert fits.getdata(out, "DQ")[10, 10] & dq.HOT
