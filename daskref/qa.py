@@ -11,8 +11,9 @@ file to compare with) and writes beside it
 * ``<name>_qa.png`` (with matplotlib, the ``qa`` extra): the image with a robust
   stretch and a colour bar, its histogram and the per-amplifier table; for a MASK the
   flags in colour with their counts; for a DARK the dark-rate image and the mean dark
-  signal per group; with ``compare`` the difference (or ratio) image, and for a MASK
-  the pixels that gained or lost each flag.
+  signal per group; for LINEARITY the correction of a few typical pixels; for GAIN
+  the photon-transfer points and fits; with ``compare`` the difference (or ratio)
+  image, and for a MASK the pixels that gained or lost each flag.
 
 :func:`index_page` writes a self-contained HTML page (the PNGs embedded) for a run.
 """
@@ -365,12 +366,19 @@ def _draw_values(fig, axes, path, summary):
         else:
             index = planes.shape[0] - 1
             image, label = planes[index], f"last group of SCI ({unit})"
+    elif summary["reftype"] == "LINEARITY" and planes.shape[0] > 2:
+        index = 2  # the quadratic term: where the non-linearity shows
+        image, label = planes[2], "COEFFS[2] (1/DN)"
     else:
         image = planes[index]
     _image_panel(fig, axes[0], image, label)
     axes[0].set_title(label)
     stats = summary["extensions"][ext]["planes"][index]
-    if summary["reftype"] == "DARK" and planes.shape[0] > 1:
+    if summary["reftype"] == "LINEARITY" and planes.shape[0] > 2:
+        _linearity_curves(axes[1], planes, path)
+    elif summary["reftype"] == "GAIN" and _ptc_curves(axes[1], path):
+        pass
+    elif summary["reftype"] == "DARK" and planes.shape[0] > 1:
         science = np.isfinite(planes[0])
         means = [float(np.nanmean(p[science])) for p in planes]
         axes[1].plot(np.arange(len(means)), means, "o-")
@@ -385,6 +393,56 @@ def _draw_values(fig, axes, path, summary):
         axes[1].set_ylabel("pixels")
         axes[1].set_title("histogram (0.5-99.5 %)")
     _table_panel(axes[2], stats, unit)
+
+
+def _linearity_curves(ax, coeffs: np.ndarray, path):
+    """The correction (linear / measured - 1) of a few typical pixels against the signal.
+
+    Typical: the pixels at the 5, 25, 50, 75 and 95 % points of the quadratic term, among
+    those the file corrects (no NO_LIN_CORR).
+    """
+    flags = fits.getdata(path, "DQ")
+    usable = ((flags & dq.NO_LIN_CORR) == 0) & np.all(np.isfinite(coeffs), axis=0)
+    c2 = coeffs[2][usable]
+    if c2.size == 0:
+        ax.axis("off")
+        return
+    order = np.argsort(c2)
+    ys, xs = np.nonzero(usable)
+    measured = np.linspace(100.0, 50000.0, 200)
+    for q in (5, 25, 50, 75, 95):
+        k = order[min(int(q / 100 * (c2.size - 1)), c2.size - 1)]
+        c = coeffs[:, ys[k], xs[k]].astype(np.float64)
+        linear = sum(c[j] * measured**j for j in range(c.size))
+        ax.plot(measured, 100 * (linear / measured - 1), label=f"({xs[k]}, {ys[k]}), {q} %")
+    ax.set_xlabel("measured signal above the zero level (DN)")
+    ax.set_ylabel("correction (linear / measured - 1, %)")
+    ax.set_title("correction of typical pixels (by quadratic term)")
+    ax.legend(fontsize=8)
+
+
+def _ptc_curves(ax, path) -> bool:
+    """Variance against mean per amplifier with the fits, from ``<name>_ptc.fits``."""
+    from .reftypes._base import ancillary_path
+
+    table_path = ancillary_path(path, "ptc")
+    if not table_path.exists():
+        return False
+    table = fits.getdata(table_path, "PTC")
+    names = table.columns.names
+    if not {"amplifier", "mean", "variance"} <= set(names):
+        return False
+    for a in np.unique(table["amplifier"]):
+        rows = table[table["amplifier"] == a]
+        order = np.argsort(rows["mean"])
+        ax.plot(rows["mean"][order], rows["variance"][order], ".", ms=3, label=f"amp {a}")
+        if "fit" in names:
+            ax.plot(rows["mean"][order], rows["fit"][order], "-", lw=1)
+    ax.set_xlabel("mean signal (DN)")
+    ax.set_ylabel("variance of the pair difference / 2 (DN^2)")
+    ax.set_title("photon transfer: points and fits")
+    ax.legend(fontsize=8)
+    return True
 
 
 def _mask_layers(mask: np.ndarray):
