@@ -17,6 +17,7 @@ from .api import (  # noqa: E402
     mask_from_flats,
     open_inputs,
     readnoise,
+    saturation,
     superbias,
     write,
 )
@@ -26,5 +27,6 @@ __all__ = [
     "InputError", "__version__", "bad_pixel_mask", "compute", "dark", "dq", "inventory",
     "mask_from_darks", "mask_from_flats",
     "open_exposure",
-    "open_inputs", "open_stack", "readnoise", "scan", "simulate", "superbias", "write",
+    "open_inputs", "open_stack", "readnoise", "saturation", "scan", "simulate", "superbias",
+    "write",
 ]

@@ -28,6 +28,7 @@ from .reftypes import dark as _dark_type
 from .reftypes import mask as _mask_type
 from .reftypes import mask_flats as _mask_flats_type
 from .reftypes import readnoise as _rn_type
+from .reftypes import saturation as _sat_type
 from .reftypes import superbias as _sb_type
 from .reftypes._base import description as _description
 
@@ -47,6 +48,7 @@ dark = _dark_type.build
 mask_from_darks = _mask_type.build_from_darks
 mask_from_flats = _mask_flats_type.build_from_flats
 bad_pixel_mask = _bpm_type.build
+saturation = _sat_type.build
 
 
 def write(

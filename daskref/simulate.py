@@ -148,9 +148,10 @@ class DetectorTruth:
         An OPEN pixel's missing charge lands on its 4 nearest neighbours
         (:func:`flat_rate`).
     full_well : ndarray, optional
-        Saturation onset of every pixel: the linear signal above the reset level at
-        which the well is full, DN (None: no well, only the hard ``saturation``
-        clip). Beyond it the pixel collects nothing more (its ramp stops rising).
+        Saturation onset of every pixel: the linear signal above the mean reset level
+        at which the well is full, DN (None: no well, only the hard ``saturation``
+        clip). A full well reads the absolute level :meth:`saturation_level`
+        whatever the integration's reset offset (its ramp stops rising there).
     nonlin_quadratic, nonlin_cubic : ndarray, optional
         Per-pixel non-linearity ``q``, ``c``: a linear signal ``s`` (DN above the
         reset) reads ``f(s) = s (1 - q u - c u**2)`` with ``u = s / full_well``, so
@@ -245,8 +246,9 @@ class DetectorTruth:
     def measured_signal(self, linear) -> np.ndarray:
         """What the pixels read for a linear signal above the reset, DN.
 
-        ``f(min(s, full_well))`` with ``f(s) = s (1 - q u - c u**2)``, ``u = s /
-        full_well`` (the identity without a well).
+        ``f(s) = s (1 - q u - c u**2)``, ``u = s / full_well`` (the identity
+        without a well); the well itself caps the raw level at
+        :meth:`saturation_level`.
 
         Parameters
         ----------
@@ -255,7 +257,6 @@ class DetectorTruth:
         s = np.asarray(linear, np.float64)
         if self.full_well is None:
             return s
-        s = np.minimum(s, self.full_well)
         u = s / self.full_well
         return s * (1.0 - self.nonlin_quadratic * u - self.nonlin_cubic * u * u)
 
@@ -793,6 +794,8 @@ def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Gener
     # with a well (and non-linearity) the read signal is f(linear); the plain sum else,
     # unchanged in every operation so existing simulations stay bit-identical
     nonlinear = truth.full_well is not None
+    if nonlinear:
+        well_level = (truth.bias + truth.measured_signal(truth.full_well)).astype(np.float32)
     bias = truth.bias.astype(np.float32)
     cr_prob = 1.0 - np.exp(-truth.cosmic_ray_rate * t[-1]) if truth.cosmic_ray_rate > 0 else 0.0
     sat = np.float32(min(truth.saturation, 65535.0))
@@ -826,8 +829,9 @@ def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Gener
                 offsets += truth.odd_even_offset * rng.standard_normal(8)
             rows = _row_noise(rng, ny, truth.row_noise, truth.row_noise_scale).astype(np.float32)
             if nonlinear:
-                plane = (reset + truth.measured_signal(electrons / gain + cr_signal)
-                         .astype(np.float32)
+                # a full well reads one absolute level, whatever the reset offset was
+                plane = (np.minimum(reset + truth.measured_signal(electrons / gain + cr_signal)
+                                    .astype(np.float32), well_level)
                          + offsets[col_group][None, :] + rows[:, None]
                          + read_sigma * rng.standard_normal((ny, nx), np.float32))
             else:
