@@ -13,6 +13,7 @@ from .api import (  # noqa: E402
     bad_pixel_mask,
     compute,
     dark,
+    linearity,
     mask_from_darks,
     mask_from_flats,
     open_inputs,
@@ -25,6 +26,7 @@ from .io.fits import InputError, inventory, open_exposure, open_stack, scan  # n
 
 __all__ = [
     "InputError", "__version__", "bad_pixel_mask", "compute", "dark", "dq", "inventory",
+    "linearity",
     "mask_from_darks", "mask_from_flats",
     "open_exposure",
     "open_inputs", "open_stack", "readnoise", "saturation", "scan", "simulate", "superbias",

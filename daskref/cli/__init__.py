@@ -168,7 +168,8 @@ ANCILLARY = {"superbias": ("filled",), "dark": ("contribution", "darkrate"),
              "badpix_from_darks": ("diagnostics",),
              "badpix_from_flats": ("flat_diagnostics",),
              "bad_pixel_mask": ("diagnostics", "flat_diagnostics"),
-             "saturation": ("saturation_diagnostics",)}
+             "saturation": ("saturation_diagnostics",),
+             "linearity": ("linearity_diagnostics",)}
 
 
 def cmd_inventory(args) -> int:

@@ -117,6 +117,21 @@ def plateaus(v: np.ndarray, *, plateau_sigma: float = 5.0, min_plateau_groups: i
     return start, level, tol
 
 
+def finite_median(a: np.ndarray) -> np.ndarray:
+    """Median of the finite values along the last axis; NaN where there are none.
+
+    (``np.nanmedian`` without its warning on all-NaN rows.)
+    """
+    finite = np.isfinite(a)
+    n = finite.sum(axis=-1)
+    ordered = np.sort(np.where(finite, a, np.inf), axis=-1)
+    k = np.maximum(n, 1)
+    lo = np.take_along_axis(ordered, ((k - 1) // 2)[..., None], axis=-1)[..., 0]
+    hi = np.take_along_axis(ordered, (k // 2)[..., None], axis=-1)[..., 0]
+    with np.errstate(invalid="ignore"):
+        return np.where(n > 0, 0.5 * (lo + hi), np.nan)
+
+
 def saturation_levels(v: np.ndarray, *, plateau_sigma: float = 5.0,
                       min_plateau_groups: int = 2, min_rise: float = 500.0):
     """Saturation level of every pixel: the median plateau over its integrations.
@@ -140,13 +155,8 @@ def saturation_levels(v: np.ndarray, *, plateau_sigma: float = 5.0,
     _, level, _ = plateaus(v, plateau_sigma=plateau_sigma,
                            min_plateau_groups=min_plateau_groups, min_rise=min_rise)
     n = np.isfinite(level).sum(axis=-1)
+    median = finite_median(level)
     with np.errstate(all="ignore"):
-        # median of the finite plateaus, NaN where there are none (no warning)
-        med = np.sort(np.where(np.isfinite(level), level, np.inf), axis=-1)
-        k = np.maximum(n, 1)
-        lo = np.take_along_axis(med, ((k - 1) // 2)[..., None], axis=-1)[..., 0]
-        hi = np.take_along_axis(med, (k // 2)[..., None], axis=-1)[..., 0]
-        median = np.where(n > 0, 0.5 * (lo + hi), np.nan)
         top = np.where(np.isfinite(level), level, -np.inf).max(axis=-1)
         bottom = np.where(np.isfinite(level), level, np.inf).min(axis=-1)
         spread = np.where(n > 0, 0.5 * (top - bottom), np.nan)
