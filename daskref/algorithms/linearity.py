@@ -9,9 +9,9 @@ the jwst ``linearity`` step evaluates (Horner, ``COEFFS[0]`` the constant) on th
 superbias-subtracted groups that are not SATURATED.
 
 DQ: ``NO_LIN_CORR`` (identity coefficients ``0, 1, 0, ...``) where a pixel cannot be
-fitted and on the reference pixels; ``NONLINEAR`` where the RMS fractional residual
-of the fit exceeds the detector's clipped mean by ``nonlinear_sigma`` clipped
-standard deviations.
+fitted and on the reference pixels; ``NONLINEAR`` where the logarithm of the RMS
+fractional residual of the fit (near normal where the RMS is not) exceeds the
+detector's clipped mean by ``nonlinear_sigma`` clipped standard deviations.
 """
 
 from __future__ import annotations
@@ -22,9 +22,8 @@ import xarray as xr
 
 from .. import dq
 from ..geometry import reference_pixel_mask
-from ..kernels.linearity import fit_linearity
+from ..kernels.linearity import fit_linearity, rms_threshold_stats
 from ..kernels.ramp_fit import group_times
-from ..kernels.readnoise import global_clipped_stats
 from ._chunks import require_single_chunk
 from .readnoise import as_ramp_dataset
 
@@ -51,6 +50,7 @@ def linearity(
     plateau_sigma: float = 5.0,
     min_plateau_groups: int = 2,
     min_rise: float = 500.0,
+    iterations: int = 2,
 ) -> xr.Dataset:
     """Linearity correction of every pixel, as a lazy Dataset.
 
@@ -70,11 +70,14 @@ def linearity(
     early_degree : int
         Degree of the polynomial in time fitted to those groups.
     nonlinear_sigma : float
-        NONLINEAR where the RMS fractional residual exceeds the clipped mean by this
-        many clipped standard deviations (over the fitted pixels).
+        NONLINEAR where the log of the RMS fractional residual exceeds its clipped
+        mean by this many clipped standard deviations (over the fitted pixels).
     plateau_sigma, min_plateau_groups, min_rise
         The saturation plateau search, as in
         :func:`daskref.algorithms.saturation.saturation`.
+    iterations : int
+        Refinements of each integration's rate and zero level from all its fit
+        groups through the polynomial (0: from the early groups alone).
 
     Returns
     -------
@@ -97,7 +100,8 @@ def linearity(
     t = ramp_times(ds.attrs, ngroups)
     kwargs = dict(degree=int(degree), early_fraction=float(early_fraction),
                   early_degree=int(early_degree), plateau_sigma=float(plateau_sigma),
-                  min_plateau_groups=int(min_plateau_groups), min_rise=float(min_rise))
+                  min_plateau_groups=int(min_plateau_groups), min_rise=float(min_rise),
+                  iterations=int(iterations))
 
     def func(v, *zero):
         coeffs, onset, n, rms = fit_linearity(v, t, zero=zero[0] if zero else None, **kwargs)
@@ -128,14 +132,18 @@ def linearity(
     identity = np.zeros(int(degree) + 1, np.float32)
     identity[1] = 1.0
     coeffs = coeffs.copy(data=np.where(unfit[None], identity[:, None, None], coeffs.data))
-    stats = _stats(rms.data, ~unfit, nonlinear_sigma)
-    nonlinear = ~unfit & (rms.data > stats[0] + float(nonlinear_sigma) * stats[1])
+    # the RMS of a pixel's residuals is chi-like (skewed): its logarithm is near normal
+    with np.errstate(divide="ignore", invalid="ignore"):
+        log_rms = np.log(rms.data)
+    stats = _stats(log_rms, ~unfit, nonlinear_sigma)
+    nonlinear = ~unfit & (log_rms > stats[0] + float(nonlinear_sigma) * stats[1])
     flags = (np.where(unfit, np.uint32(dq.NO_LIN_CORR), np.uint32(0))
              | np.where(nonlinear, np.uint32(dq.NONLINEAR), np.uint32(0))).astype(np.uint32)
     params = {"degree": int(degree), "early_fraction": float(early_fraction),
               "early_degree": int(early_degree), "nonlinear_sigma": float(nonlinear_sigma),
               "plateau_sigma": float(plateau_sigma),
               "min_plateau_groups": int(min_plateau_groups), "min_rise": float(min_rise),
+              "iterations": int(iterations),
               "zero_level": "superbias" if superbias is not None else "ramps"}
     attrs = {k: v for k, v in ds.attrs.items() if k != "parameters"}
     attrs.update(reftype="LINEARITY", parameters=params)
@@ -153,8 +161,8 @@ def linearity(
 def _stats(values, mask, sigma):
     """``[mean, std]`` clipped over the masked finite values (lazy for dask)."""
     if not isinstance(values, da.Array):
-        return global_clipped_stats(values, mask, sigma=float(sigma), maxiters=5)
+        return rms_threshold_stats(values, mask, sigma=float(sigma))
     flat = values.reshape(-1).rechunk(-1)
     m = da.asarray(mask).reshape(-1).rechunk(-1)
-    return da.map_blocks(global_clipped_stats, flat, m, sigma=float(sigma), maxiters=5,
-                         chunks=(2,), dtype=np.float64)
+    return da.map_blocks(rms_threshold_stats, flat, m, sigma=float(sigma), chunks=(2,),
+                         dtype=np.float64)

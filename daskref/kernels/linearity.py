@@ -21,7 +21,10 @@ and the groups' mean times since reset ``t`` (s):
    t``; the JWST correction ``s = m + sum_{k=2..degree} c_k m^k`` (constant 0 and
    linear term 1 by construction: ``s`` and ``m`` agree as the signal tends to
    zero) is a linear least-squares fit of ``s - m`` over every fit group of every
-   integration, on ``m / M`` for conditioning;
+   integration, on ``m / M`` for conditioning; then, ``iterations`` times, each
+   integration's rate and zero level again from all its fit groups (``P(v - z) = r
+   t``, linearised in ``z``), which uses every group instead of the few early ones
+   and so lowers the noise of ``s``, and the polynomial again;
 5. the RMS of the fractional residual ``(s - P(m)) / s`` over the groups above 10 %
    of the onset, for the NONLINEAR test.
 
@@ -33,11 +36,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .readnoise import global_clipped_stats
 from .saturation import finite_median, plateaus
 
 #: Residuals below this fraction of the onset are left out of the RMS (read noise
 #: dominates there).
 RMS_FROM = 0.1
+#: An integration whose residual RMS exceeds the median of the pixel's integrations by
+#: this factor is left out of the fit (a cosmic ray's step).
+OUTLIER_FACTOR = 4.0
 
 
 def _solve(normal: np.ndarray, rhs: np.ndarray, ok: np.ndarray) -> np.ndarray:
@@ -50,6 +57,14 @@ def _solve(normal: np.ndarray, rhs: np.ndarray, ok: np.ndarray) -> np.ndarray:
     normal = np.where(det_ok[..., None, None], normal, eye)
     x = np.linalg.solve(normal, rhs[..., None])[..., 0]
     return np.where((ok & det_ok)[..., None], x, np.nan)
+
+
+def rms_threshold_stats(rms: np.ndarray, fitted: np.ndarray, *, sigma: float) -> np.ndarray:
+    """``[mean, std]`` of the fitted pixels' residual RMS, clipped (NaN with none)."""
+    keep = np.asarray(fitted) & np.isfinite(rms)
+    if not keep.any():
+        return np.array([np.nan, np.nan])
+    return global_clipped_stats(rms, keep, sigma=float(sigma), maxiters=5)
 
 
 def evaluate(coeffs: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -71,6 +86,7 @@ def fit_linearity(
     plateau_sigma: float = 5.0,
     min_plateau_groups: int = 2,
     min_rise: float = 500.0,
+    iterations: int = 2,
 ):
     """Fit the linearity correction of every pixel.
 
@@ -91,6 +107,9 @@ def fit_linearity(
         Degree of the polynomial in time of the early groups (at least 1).
     plateau_sigma, min_plateau_groups, min_rise
         The plateau search (:func:`daskref.kernels.saturation.plateaus`).
+    iterations : int
+        Refinements of every integration's rate (and zero level) from all its fit
+        groups through the polynomial (0: the early groups alone).
 
     Returns
     -------
@@ -147,21 +166,66 @@ def fit_linearity(
         z, rate = z0, a[..., 0] / t[-1]
     ok_int &= np.isfinite(rate) & (rate > 0)
 
-    # 4. the correction polynomial over every fit group of the usable integrations
-    points = usable & ok_int[..., None]
-    m = v - np.where(ok_int, z, 0.0)[..., None]
-    s = np.where(ok_int, rate, 0.0)[..., None] * t
-    xs = m / np.where(np.isfinite(scale), scale, 1.0)[..., None, None]
+    # 4. the correction polynomial over every fit group of the usable integrations,
+    # then (``iterations`` times) each integration's rate and zero level again from
+    # all its fit groups through the polynomial, and the polynomial again
     k = np.arange(2, degree + 1)
-    basis = xs[..., None] ** k  # (..., integration, group, term)
-    wp = points.astype(np.float64)
-    normal = np.einsum("...ig,...igk,...igl->...kl", wp, basis, basis)
-    rhs = np.einsum("...ig,...ig,...igk->...k", wp, s - m, basis)
-    n_points = points.sum(axis=(-2, -1))
-    ok = np.isfinite(scale) & (n_points >= k.size + 2)
-    b = _solve(normal, rhs, ok)
+    unit = np.where(np.isfinite(scale), scale, 1.0)
+    for it in range(int(iterations) + 1):
+        points = usable & ok_int[..., None]
+        m = v - np.where(ok_int, z, 0.0)[..., None]
+        s = np.where(ok_int, rate, 0.0)[..., None] * t
+        basis = (m / unit[..., None, None])[..., None] ** k  # (..., integration, group, term)
+        wp = points.astype(np.float64)
+        normal = np.einsum("...ig,...igk,...igl->...kl", wp, basis, basis)
+        rhs = np.einsum("...ig,...ig,...igk->...k", wp, s - m, basis)
+        n_points = points.sum(axis=(-2, -1))
+        ok = np.isfinite(scale) & (n_points >= k.size + 2)
+        b = _solve(normal, rhs, ok)
+        if it == 0:
+            # an integration whose residuals stand out from the pixel's others (a
+            # cosmic ray's step, a telegraph jump) is left out from here on
+            resid = np.where(points, s - m - np.einsum("...igk,...k->...ig", basis,
+                                                       np.where(ok[..., None], b, 0.0)), 0.0)
+            with np.errstate(all="ignore"):
+                int_rms = np.sqrt((resid**2).sum(axis=-1) / points.sum(axis=-1))
+            int_rms = np.where(ok_int, int_rms, np.nan)
+            typical = finite_median(int_rms)
+            n_int = np.isfinite(int_rms).sum(axis=-1)
+            with np.errstate(invalid="ignore"):
+                odd = (int_rms > OUTLIER_FACTOR * typical[..., None]) & (n_int >= 3)[..., None]
+            ok_int &= ~odd
+            points = usable & ok_int[..., None]
+            wp = points.astype(np.float64)
+            normal = np.einsum("...ig,...igk,...igl->...kl", wp, basis, basis)
+            rhs = np.einsum("...ig,...ig,...igk->...k", wp, s - m, basis)
+            n_points = points.sum(axis=(-2, -1))
+            ok = np.isfinite(scale) & (n_points >= k.size + 2)
+            b = _solve(normal, rhs, ok)
+        if it == int(iterations):
+            break
+        # P(v - z) = r t, linearised in z: P(m) = r t + P'(m) dz, per integration
+        bb = np.where(ok[..., None], b, 0.0)
+        xs = m / unit[..., None, None]
+        lin = m + np.einsum("...igk,...k->...ig", basis, bb)
+        slope = 1.0 + np.einsum("...igk,...k->...ig", k * xs[..., None] ** (k - 1),
+                                bb) / unit[..., None, None]
+        w = points.astype(np.float64)
+        if zero is None:
+            cols = np.stack([np.broadcast_to(t, lin.shape), slope], axis=-1)
+        else:
+            cols = np.broadcast_to(t, lin.shape)[..., None]
+        normal = np.einsum("...g,...gk,...gl->...kl", w, cols, cols)
+        rhs = np.einsum("...g,...g,...gk->...k", w, lin, cols)
+        a = _solve(normal, rhs, ok_int & ok[..., None])
+        refit = np.isfinite(a[..., 0]) & (a[..., 0] > 0)
+        rate = np.where(refit, a[..., 0], rate)
+        if zero is None:
+            z = np.where(refit, z + a[..., 1], z)
     with np.errstate(all="ignore"):
-        c = b / np.where(np.isfinite(scale), scale, 1.0)[..., None] ** k
+        c = b / unit[..., None] ** k
+        zmed = finite_median(np.where(ok_int, z, np.nan))
+        onset = np.where(has_sat & np.isfinite(zmed), sat - zmed, onset)
     coeffs = np.concatenate([np.zeros(c.shape[:-1] + (1,)), np.ones(c.shape[:-1] + (1,)), c],
                             axis=-1)
     coeffs = np.where(ok[..., None], coeffs, np.nan)

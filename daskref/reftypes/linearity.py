@@ -28,7 +28,8 @@ DQ_NAMES = ("GOOD", "NONLINEAR", "NO_LIN_CORR")
 #: Header keywords of the parameters.
 KEYWORDS = {"degree": "LINDEGRE", "early_fraction": "LINEARLY", "early_degree": "LINEDEG",
             "nonlinear_sigma": "LINNLSIG", "plateau_sigma": "LINPLSIG",
-            "min_plateau_groups": "LINPLMIN", "min_rise": "LINMINRS"}
+            "min_plateau_groups": "LINPLMIN", "min_rise": "LINMINRS",
+            "iterations": "LINITER"}
 
 
 def build(inputs, *, chunk_mb: float | None = None, superbias: str | None = None,
@@ -115,5 +116,6 @@ LINEARITY_TYPE = register(RefType(
         Param("plateau_sigma", "plateau tolerance, sigma of a difference of two reads"),
         Param("min_plateau_groups", "fewest groups of a plateau"),
         Param("min_rise", "DN a ramp rises at least to be fitted"),
+        Param("iterations", "refinements of the rates through the polynomial"),
     ],
 ))
