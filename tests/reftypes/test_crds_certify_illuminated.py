@@ -1,0 +1,39 @@
+"""CRDS certification checks of the SATURATION and LINEARITY files (NIRCam and MIRI).
+
+The checks of :func:`test_crds_certify.certify_checks` (the ``crds`` package's TPN
+validators, without a CRDS context). Skipped where ``crds`` is not installed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+import daskref
+from daskref.simulate import make_truth, simulate_ramps
+
+from .test_crds_certify import certify_checks
+
+crds = pytest.importorskip("crds")
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+WELL = {"full_well": 45000.0, "nonlin_quadratic": 0.03, "nonlin_cubic": 0.02}
+PRODUCTS = ("saturation", "linearity")
+
+
+@pytest.fixture(scope="module", params=["NIRCAM", "MIRI"])
+def products(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp(request.param)
+    if request.param == "MIRI":
+        truth = make_truth(instrument="MIRI", subarray="SUB64", substrt=(1, 779),
+                           subsize=(72, 64), tframe=10.0, seed=8, **WELL)
+    else:
+        truth = make_truth(subarray="SUB64P", substrt=(1, 1), subsize=(64, 64), tframe=10.0,
+                           seed=8, **WELL)
+    camp = simulate_ramps(d / "in", truth, (0.6, 1.2, 2.0), nints=1, ngroups=20)
+    made = [daskref.saturation(camp.paths), daskref.linearity(camp.paths)]
+    return daskref.write(made, [d / f"{n}.fits" for n in PRODUCTS], pedigree="SIMULATION")
+
+
+@pytest.mark.parametrize("index", range(len(PRODUCTS)), ids=PRODUCTS)
+def test_files_pass_the_crds_certify_checks(products, index):
+    assert certify_checks(products[index]) == []
