@@ -13,6 +13,7 @@ from .api import (  # noqa: E402
     bad_pixel_mask,
     compute,
     dark,
+    gain,
     linearity,
     mask_from_darks,
     mask_from_flats,
@@ -25,7 +26,7 @@ from .api import (  # noqa: E402
 from .io.fits import InputError, inventory, open_exposure, open_stack, scan  # noqa: E402
 
 __all__ = [
-    "InputError", "__version__", "bad_pixel_mask", "compute", "dark", "dq", "inventory",
+    "InputError", "__version__", "bad_pixel_mask", "compute", "dark", "dq", "gain", "inventory",
     "linearity",
     "mask_from_darks", "mask_from_flats",
     "open_exposure",

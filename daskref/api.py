@@ -25,6 +25,7 @@ from .io.fits import open_stack
 from .reftypes import REGISTRY
 from .reftypes import bad_pixel_mask as _bpm_type
 from .reftypes import dark as _dark_type
+from .reftypes import gain as _gain_type
 from .reftypes import linearity as _lin_type
 from .reftypes import mask as _mask_type
 from .reftypes import mask_flats as _mask_flats_type
@@ -51,6 +52,7 @@ mask_from_flats = _mask_flats_type.build_from_flats
 bad_pixel_mask = _bpm_type.build
 saturation = _sat_type.build
 linearity = _lin_type.build
+gain = _gain_type.build
 
 
 def write(

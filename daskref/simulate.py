@@ -1112,6 +1112,72 @@ def simulate_ramps(
     return Campaign(truth=truth, exposures=exposures, fluxes=fluxes)
 
 
+def simulate_ptc(
+    outdir: str | os.PathLike,
+    truth: DetectorTruth,
+    fill_fractions: Sequence[float] = (0.1, 0.25, 0.4, 0.55, 0.7),
+    *,
+    n_pairs: int = 1,
+    n_dark_pairs: int = 1,
+    nints: int = 1,
+    ngroups: int = 5,
+    pattern_amplitude: float = 0.1,
+    seed: int = 4000,
+    start: str = "2026-01-03T00:00:00",
+    cadence: float = 600.0,
+) -> Campaign:
+    """Simulate a photon-transfer campaign: pairs of flats at several levels, dark pairs.
+
+    Parameters
+    ----------
+    outdir : path-like
+        Directory for ``ptc_dark_NNN_uncal.fits`` and ``ptc_flat_NNN_uncal.fits``
+        (the two files of a pair are consecutive).
+    truth : DetectorTruth
+        From :func:`make_truth` (a gain map via ``amp_gains``/``gain_scatter``).
+    fill_fractions : sequence of float
+        Level of each flat pair: the signal of a typical pixel in the last group, as
+        a fraction of the median ``full_well`` (or of the well of :func:`flat_level`
+        without one).
+    n_pairs, n_dark_pairs, nints, ngroups : int
+        Flat pairs per level, dark pairs, and integrations and groups of every file.
+    pattern_amplitude : float
+        Depth of the lamp pattern.
+    seed : int
+        Seed of the first file's noise (then ``seed + k``).
+    start, cadence : str, float
+        Time of the first file (UTC) and spacing, s.
+
+    Returns
+    -------
+    Campaign
+        Darks first, then the flats pair by pair; ``fluxes`` holds each file's
+        illumination (DN/s, (y, x); zeros for the darks).
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    t_last = float(group_times(truth.attrs, ngroups)[-1])
+    if truth.full_well is not None:
+        well = float(np.median(truth.full_well[~truth.reference]))
+    else:
+        well = flat_level(truth, ngroups, 1.0) * t_last
+    t0 = Time(start, scale="utc")
+    plan = [("dark", None)] * (2 * int(n_dark_pairs))
+    for fill in fill_fractions:
+        rate = flat_rate(truth, float(fill) * well / t_last, pattern_amplitude=pattern_amplitude)
+        plan += [("flat", rate), ("flat", rate)] * int(n_pairs)
+    exposures, fluxes, count = [], [], {"dark": 0, "flat": 0}
+    for k, (kind, rate) in enumerate(plan):
+        path = outdir / f"ptc_{kind}_{count[kind]:03d}_uncal.fits"
+        count[kind] += 1
+        flux = np.zeros(truth.shape) if rate is None else rate
+        exposures.append(simulate_exposure(path, truth, nints=nints, ngroups=ngroups,
+                                           seed=seed + k, flux=flux,
+                                           start=t0 + TimeDelta(k * cadence, format="sec")))
+        fluxes.append(flux)
+    return Campaign(truth=truth, exposures=exposures, fluxes=fluxes)
+
+
 def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:
     """Write the truth maps to FITS.
 

@@ -169,7 +169,7 @@ ANCILLARY = {"superbias": ("filled",), "dark": ("contribution", "darkrate"),
              "badpix_from_flats": ("flat_diagnostics",),
              "bad_pixel_mask": ("diagnostics", "flat_diagnostics"),
              "saturation": ("saturation_diagnostics",),
-             "linearity": ("linearity_diagnostics",)}
+             "linearity": ("linearity_diagnostics",), "gain": ("ptc",)}
 
 
 def cmd_inventory(args) -> int:

@@ -7,6 +7,7 @@ reflabel to its :class:`~.registry.RefType`.
 from . import (  # noqa: F401  (register the built-in types)
     bad_pixel_mask,
     dark,
+    gain,
     linearity,
     mask,
     mask_flats,
