@@ -9,7 +9,8 @@ box, pair and group are averaged over the amplifier's boxes and fitted with
 :func:`daskref.kernels.gain.fit_ptc`; its gain is ``1 / c1``. Each box's gain comes
 from its own points with its amplifier's curve shape
 (:func:`daskref.kernels.gain.box_gains`); every pixel takes its box's gain (and the
-reference pixels, and boxes without a fit, their amplifier's).
+reference pixels, and boxes without a fit, their amplifier's). Where the amplifiers
+interleave (MIRI, column by column) each box holds one amplifier's columns.
 
 IPC and brighter-fatter are not corrected (the cubic term absorbs the latter's
 effect on the variance to first order). The box statistics are one pass over the
@@ -123,11 +124,15 @@ def _fit_all(flat, dark, box_amp, namps, degree, intercept):
             "amp_var": amp_var.reshape(namps, npair, ngroup)}
 
 
-def _pixel_map(fit, iy, ix, amps_x, ref):
-    """Every pixel's gain: its box's, or its amplifier's (reference pixels, no fit)."""
+def _pixel_map(fit, iy, ix, amps_x, ref, back):
+    """Every pixel's gain: its box's, or its amplifier's (reference pixels, no fit).
+
+    ``back`` undoes a column permutation (None: none).
+    """
     pixel = fit["box_gain"][iy][:, ix]
     amp = fit["amp_gain"][amps_x][None, :]
-    return np.where(ref | ~np.isfinite(pixel), amp, pixel).astype(np.float32)
+    out = np.where(ref | ~np.isfinite(pixel), amp, pixel).astype(np.float32)
+    return out if back is None else out[:, back]
 
 
 def gain(
@@ -178,13 +183,22 @@ def gain(
     if shape[0] < bs:
         raise ValueError(f"box_size {bs} is larger than the {shape[0]} rows")
     valid = ~reference_pixel_mask(attrs, shape)
+    amps_x = amplifier_index(attrs, shape)
+    # boxes hold one amplifier's columns: where the amplifiers interleave (MIRI, column
+    # by column) the columns are put in amplifier order first, and back at the end
+    order = np.argsort(amps_x, kind="stable")
+    permuted = bool(np.any(order != np.arange(order.size)))
+    if permuted:
+        flats = flats.isel(x=order)
+        valid, amps_x = valid[:, order], amps_x[order]
     kw = dict(box_size=bs, clip_sigma=clip_sigma, maxiters=max_clipping_iters)
     fstats = pair_box_stats(flats, valid, what="flats", **kw)
     dstats = None
     if darks is not None:
         darks = as_ramp_dataset(darks)
+        if permuted:
+            darks = darks.isel(x=order)
         dstats = pair_box_stats(darks, valid, what="darks", **kw)
-    amps_x = amplifier_index(attrs, shape)
     namps = int(amps_x.max()) + 1
     nbx = -(-shape[1] // bs)
     # a box belongs to the amplifier of most of its columns
@@ -205,8 +219,9 @@ def gain(
     amp_gain = part("amp_gain", (namps,))
     iy = np.minimum(np.arange(shape[0]) // bs, nby - 1)
     ix = np.arange(shape[1]) // bs
+    back = np.argsort(order) if permuted else None
     gain_map = da.from_delayed(
-        dask.delayed(_pixel_map, pure=True)(fit, iy, ix, amps_x, ~valid), shape,
+        dask.delayed(_pixel_map, pure=True)(fit, iy, ix, amps_x, ~valid, back), shape,
         dtype=np.float32)
     lazy = isinstance(flats.ramp.data, da.Array)
     if lazy:

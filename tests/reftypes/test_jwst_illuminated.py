@@ -1,4 +1,4 @@
-"""The jwst pipeline applies daskref's SATURATION and LINEARITY as they are (needs ``jwst``)."""
+"""The jwst pipeline applies daskref's SATURATION, LINEARITY and GAIN as they are (``jwst``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import pytest
 from astropy.io import fits
 
 import daskref
+import daskref.geometry
 from daskref import dq
 from daskref.prep import backend_jwst as bj
 from daskref.simulate import (
     group_times,
     make_truth,
     simulate_exposure,
+    simulate_ptc,
     simulate_ramps,
     write_references,
 )
@@ -100,3 +102,37 @@ def test_linearity_step_makes_the_ramps_linear(made):
     assert np.all(result.pixeldq[truth.reference] & dq.NO_LIN_CORR)
     np.testing.assert_array_equal(result.data[0][:, truth.reference],
                                   before[0][:, truth.reference])
+
+
+def test_ramp_fit_step_uses_the_gain(tmp_path):
+    """jwst ramp_fit takes daskref's GAIN: the Poisson variance of every amplifier's
+    slopes scales as 1 / gain."""
+    from jwst.ramp_fitting import RampFitStep
+    from stdatamodels.jwst import datamodels
+
+    truth = make_truth(subarray="SUBGRISM64", substrt=(1, 1), subsize=(2048, 64), seed=31,
+                       tframe=10.0, amp_gains=(1.6, 2.0, 2.4, 1.8), gain_scatter=0.02, **WELL)
+    camp = simulate_ptc(tmp_path / "ptc", truth, ngroups=5, n_pairs=2)
+    gain_path = tmp_path / "gain.fits"
+    daskref.write(daskref.gain(camp.paths), gain_path, pedigree="SIMULATION")
+    refs = write_references(truth, tmp_path / "refs", 6, kinds=["readnoise"])
+    rate = 0.3 * float(np.median(truth.full_well)) / (6 * 10.0)
+    sci = simulate_exposure(tmp_path / "sci_uncal.fits", truth, nints=1, ngroups=6, seed=9,
+                            flux=np.where(truth.reference, 0.0, rate)).path
+    with bj.offline_crds(), datamodels.RampModel(str(sci)) as model:
+        model.data = model.data.astype(np.float32)
+        result = RampFitStep.call(model, override_gain=str(gain_path),
+                                  override_readnoise=str(refs["readnoise"]))
+    if isinstance(result, (list, tuple)):
+        result = result[0]
+    gmap = fits.getdata(gain_path, "SCI")
+    amps = daskref.geometry.amplifier_index(truth.attrs, truth.shape)
+    sci_px = ~truth.reference
+    scaled = []
+    for a in range(4):
+        use = sci_px & (amps == a)[None, :]
+        slope = np.median(result.data[use])
+        np.testing.assert_allclose(slope, rate, rtol=0.05)  # read through a 1 % deficit
+        scaled.append(np.median(result.var_poisson[use] * gmap[use]))
+    # gains 1.6 ... 2.4 differ by 50 %; var_poisson x gain agrees to the gain's accuracy
+    np.testing.assert_allclose(scaled, np.median(scaled), rtol=0.02)
