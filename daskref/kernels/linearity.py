@@ -59,6 +59,20 @@ def _solve(normal: np.ndarray, rhs: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return np.where((ok & det_ok)[..., None], x, np.nan)
 
 
+def _normal_equations(w: np.ndarray, basis: np.ndarray, y: np.ndarray, naxes: int):
+    """``sum w b_k b_l`` and ``sum w y b_k`` over the last ``naxes`` axes of ``w``.
+
+    ``basis`` is ``w``'s shape plus a last (term) axis. Matrix products: much faster
+    than a three-operand einsum.
+    """
+    lead = w.shape[: w.ndim - naxes]
+    b = basis.reshape(lead + (-1, basis.shape[-1]))
+    wb = w.reshape(lead + (-1, 1)) * b
+    normal = np.matmul(np.swapaxes(wb, -1, -2), b)
+    rhs = np.matmul(np.swapaxes(wb, -1, -2), y.reshape(lead + (-1, 1)))[..., 0]
+    return normal, rhs
+
+
 def rms_threshold_stats(rms: np.ndarray, fitted: np.ndarray, *, sigma: float) -> np.ndarray:
     """``[mean, std]`` of the fitted pixels' residual RMS, clipped (NaN with none)."""
     keep = np.asarray(fitted) & np.isfinite(rms)
@@ -177,8 +191,7 @@ def fit_linearity(
         s = np.where(ok_int, rate, 0.0)[..., None] * t
         basis = (m / unit[..., None, None])[..., None] ** k  # (..., integration, group, term)
         wp = points.astype(np.float64)
-        normal = np.einsum("...ig,...igk,...igl->...kl", wp, basis, basis)
-        rhs = np.einsum("...ig,...ig,...igk->...k", wp, s - m, basis)
+        normal, rhs = _normal_equations(wp, basis, s - m, 2)
         n_points = points.sum(axis=(-2, -1))
         ok = np.isfinite(scale) & (n_points >= k.size + 2)
         b = _solve(normal, rhs, ok)
@@ -197,8 +210,7 @@ def fit_linearity(
             ok_int &= ~odd
             points = usable & ok_int[..., None]
             wp = points.astype(np.float64)
-            normal = np.einsum("...ig,...igk,...igl->...kl", wp, basis, basis)
-            rhs = np.einsum("...ig,...ig,...igk->...k", wp, s - m, basis)
+            normal, rhs = _normal_equations(wp, basis, s - m, 2)
             n_points = points.sum(axis=(-2, -1))
             ok = np.isfinite(scale) & (n_points >= k.size + 2)
             b = _solve(normal, rhs, ok)
@@ -215,8 +227,7 @@ def fit_linearity(
             cols = np.stack([np.broadcast_to(t, lin.shape), slope], axis=-1)
         else:
             cols = np.broadcast_to(t, lin.shape)[..., None]
-        normal = np.einsum("...g,...gk,...gl->...kl", w, cols, cols)
-        rhs = np.einsum("...g,...g,...gk->...k", w, lin, cols)
+        normal, rhs = _normal_equations(w, cols, lin, 1)
         a = _solve(normal, rhs, ok_int & ok[..., None])
         refit = np.isfinite(a[..., 0]) & (a[..., 0] > 0)
         rate = np.where(refit, a[..., 0], rate)
