@@ -13,19 +13,24 @@ from .api import (  # noqa: E402
     bad_pixel_mask,
     compute,
     dark,
+    gain,
+    linearity,
     mask_from_darks,
     mask_from_flats,
     open_inputs,
     qa,
     readnoise,
+    saturation,
     superbias,
     write,
 )
 from .io.fits import InputError, inventory, open_exposure, open_stack, scan  # noqa: E402
 
 __all__ = [
-    "InputError", "__version__", "bad_pixel_mask", "compute", "dark", "dq", "inventory",
+    "InputError", "__version__", "bad_pixel_mask", "compute", "dark", "dq", "gain", "inventory",
+    "linearity",
     "mask_from_darks", "mask_from_flats",
     "open_exposure",
-    "open_inputs", "open_stack", "qa", "readnoise", "scan", "simulate", "superbias", "write",
+    "open_inputs", "open_stack", "qa", "readnoise", "saturation", "scan", "simulate",
+    "superbias", "write",
 ]

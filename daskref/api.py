@@ -26,9 +26,12 @@ from .qa import qa  # noqa: F401  (the API: daskref.qa)
 from .reftypes import REGISTRY
 from .reftypes import bad_pixel_mask as _bpm_type
 from .reftypes import dark as _dark_type
+from .reftypes import gain as _gain_type
+from .reftypes import linearity as _lin_type
 from .reftypes import mask as _mask_type
 from .reftypes import mask_flats as _mask_flats_type
 from .reftypes import readnoise as _rn_type
+from .reftypes import saturation as _sat_type
 from .reftypes import superbias as _sb_type
 from .reftypes._base import description as _description
 
@@ -48,6 +51,9 @@ dark = _dark_type.build
 mask_from_darks = _mask_type.build_from_darks
 mask_from_flats = _mask_flats_type.build_from_flats
 bad_pixel_mask = _bpm_type.build
+saturation = _sat_type.build
+linearity = _lin_type.build
+gain = _gain_type.build
 
 
 def write(

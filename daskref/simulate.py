@@ -147,6 +147,18 @@ class DetectorTruth:
         LOW_QE and OPEN pixels, 0 on reference pixels (default 1 on science pixels).
         An OPEN pixel's missing charge lands on its 4 nearest neighbours
         (:func:`flat_rate`).
+    full_well : ndarray, optional
+        Saturation onset of every pixel: the linear signal above the mean reset level
+        at which the well is full, DN (None: no well, only the hard ``saturation``
+        clip). A full well reads the absolute level :meth:`saturation_level`
+        whatever the integration's reset offset (its ramp stops rising there).
+    nonlin_quadratic, nonlin_cubic : ndarray, optional
+        Per-pixel non-linearity ``q``, ``c``: a linear signal ``s`` (DN above the
+        reset) reads ``f(s) = s (1 - q u - c u**2)`` with ``u = s / full_well``, so
+        the deficit at the onset is ``q + c`` (:meth:`measured_signal`).
+    gain_map : ndarray, optional
+        Per-pixel gain, e-/DN (per amplifier plus pixel scatter); None: ``gain``
+        everywhere.
 
     The other attributes (``ktc_noise`` ... ``seed``) are the scalar settings of
     :func:`make_truth`.
@@ -177,6 +189,10 @@ class DetectorTruth:
     low_pedestal_offset: np.ndarray | None = field(default=None, repr=False)
     low_pedestal_int_fraction: float = 0.95
     response: np.ndarray | None = field(default=None, repr=False)
+    full_well: np.ndarray | None = field(default=None, repr=False)
+    nonlin_quadratic: np.ndarray | None = field(default=None, repr=False)
+    nonlin_cubic: np.ndarray | None = field(default=None, repr=False)
+    gain_map: np.ndarray | None = field(default=None, repr=False)
 
     def __post_init__(self):
         shape = self.bias.shape
@@ -222,6 +238,52 @@ class DetectorTruth:
         """Expected value of group 0 (the superbias), DN."""
         return self.bias + (self.dark_current + self.flux) * group_times(self.attrs, 1)[0]
 
+    @property
+    def pixel_gain(self) -> np.ndarray | float:
+        """Gain of every pixel, e-/DN: ``gain_map`` where drawn, else ``gain``."""
+        return self.gain if self.gain_map is None else self.gain_map
+
+    def measured_signal(self, linear) -> np.ndarray:
+        """What the pixels read for a linear signal above the reset, DN.
+
+        ``f(s) = s (1 - q u - c u**2)``, ``u = s / full_well`` (the identity
+        without a well); the well itself caps the raw level at
+        :meth:`saturation_level`.
+
+        Parameters
+        ----------
+        linear : array_like, DN, broadcastable to (..., y, x)
+        """
+        s = np.asarray(linear, np.float64)
+        if self.full_well is None:
+            return s
+        u = s / self.full_well
+        return s * (1.0 - self.nonlin_quadratic * u - self.nonlin_cubic * u * u)
+
+    def linear_signal(self, measured) -> np.ndarray:
+        """Inverse of :meth:`measured_signal` below the onset, DN (Newton iterations)."""
+        m = np.asarray(measured, np.float64)
+        if self.full_well is None:
+            return m
+        w, q, c = self.full_well, self.nonlin_quadratic, self.nonlin_cubic
+        s = m.copy()
+        for _ in range(30):
+            u = s / w
+            f = s * (1.0 - q * u - c * u * u) - m
+            s = s - f / (1.0 - 2.0 * q * u - 3.0 * c * u * u)
+        return s
+
+    def saturation_level(self) -> np.ndarray:
+        """Raw level (reset level included) at which every pixel's ramp stops, DN.
+
+        ``bias + f(full_well)``, at most ``saturation`` and 65535; the hard limit
+        alone without a well.
+        """
+        hard = min(float(self.saturation), 65535.0)
+        if self.full_well is None:
+            return np.full(self.shape, hard)
+        return np.minimum(self.bias + self.measured_signal(self.full_well), hard)
+
 
 @dataclass
 class Exposure:
@@ -243,6 +305,7 @@ class Campaign:
     truth: DetectorTruth
     exposures: list[Exposure]
     flux: np.ndarray | None = field(default=None, repr=False)
+    fluxes: list | None = field(default=None, repr=False)
 
     @property
     def paths(self) -> list[Path]:
@@ -312,6 +375,13 @@ def make_truth(
     low_qe_range: tuple[float, float] = (0.1, 0.45),
     open_fraction: float = 0.0,
     open_response_range: tuple[float, float] = (0.1, 0.45),
+    full_well: float = 0.0,
+    full_well_scatter: float = 0.03,
+    nonlin_quadratic: float = 0.0,
+    nonlin_cubic: float = 0.0,
+    nonlin_scatter: float = 0.1,
+    amp_gains: Sequence[float] | None = None,
+    gain_scatter: float = 0.0,
 ) -> DetectorTruth:
     """Draw the properties of a simulated detector.
 
@@ -392,6 +462,17 @@ def make_truth(
         miss lands on their 4 nearest neighbours, and their 8 neighbours are
         ``adj_open`` in the truth. An open pixel is kept only where those 8 are
         normal science pixels, so the fraction is slightly below the one asked.
+    full_well, full_well_scatter : float
+        Mean saturation onset (linear signal above the reset, DN; 0: no well) and
+        its fractional pixel scatter (normal).
+    nonlin_quadratic, nonlin_cubic, nonlin_scatter : float
+        Mean non-linearity ``q`` and ``c`` (:attr:`DetectorTruth.nonlin_quadratic`;
+        e.g. 0.03 and 0.02 read 5 % low at the onset) and their fractional pixel
+        scatter; they need ``full_well``.
+    amp_gains : sequence of float, optional
+        Gain of each amplifier, e-/DN (``NOUTPUTS`` values; default ``gain`` for
+        all); with ``gain_scatter`` (fractional pixel scatter) they make
+        :attr:`DetectorTruth.gain_map`.
 
     Returns
     -------
@@ -409,7 +490,8 @@ def make_truth(
     fraction is the expected fraction of the non-reference pixels. They are drawn
     from a stream of their own, so with all their fractions 0 the truth (and every
     exposure) is the same as without them; the flat defects come from another
-    stream, among the pixels left normal by the dark classes.
+    stream, among the pixels left normal by the dark classes. The well, the
+    non-linearity and the gain map come from streams of their own too.
     """
     fractions = {"warm": warm_fraction, "noisy": noisy_fraction, "rc": rc_fraction,
                  "inverse_rc": inverse_rc_fraction, "telegraph": telegraph_fraction,
@@ -522,9 +604,37 @@ def make_truth(
         low_pedestal_int_fraction=float(low_pedestal_int_fraction),
         response=response,
     )
+    _draw_well_and_gain(truth, seed, full_well, full_well_scatter, nonlin_quadratic,
+                        nonlin_cubic, nonlin_scatter, amp_gains, gain_scatter)
     if flux > 0:
         truth.flux = flat_rate(truth, flux, pattern_amplitude=0.0)
     return truth
+
+
+def _draw_well_and_gain(truth, seed, full_well, full_well_scatter, quadratic, cubic,
+                        scatter, amp_gains, gain_scatter) -> None:
+    """Give ``truth`` its well, non-linearity and gain map (in place), when asked.
+
+    Each comes from a stream of its own (``SeedSequence([seed, 4])`` and ``[seed,
+    5]``), so a truth without them is the one drawn before they existed.
+    """
+    shape = truth.shape
+    if (quadratic or cubic) and full_well <= 0:
+        raise ValueError("nonlin_quadratic and nonlin_cubic need a full_well")
+    if full_well > 0:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 4]))
+        truth.full_well = full_well * (1.0 + full_well_scatter * rng.standard_normal(shape))
+        truth.nonlin_quadratic = quadratic * (1.0 + scatter * rng.standard_normal(shape))
+        truth.nonlin_cubic = cubic * (1.0 + scatter * rng.standard_normal(shape))
+    if amp_gains is not None or gain_scatter > 0:
+        noutputs = int(truth.attrs["NOUTPUTS"])
+        gains = np.full(noutputs, truth.gain) if amp_gains is None else np.asarray(
+            amp_gains, np.float64)
+        if gains.size != noutputs:
+            raise ValueError(f"amp_gains needs {noutputs} values (NOUTPUTS), not {gains.size}")
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 5]))
+        amps = amplifier_index(truth.attrs, shape)
+        truth.gain_map = gains[amps] * (1.0 + gain_scatter * rng.standard_normal(shape))
 
 
 def _draw_flat_defects(rng, pixel_class, response, ref, fractions, ranges) -> None:
@@ -679,7 +789,13 @@ def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Gener
     amps = amplifier_index(attrs, (ny, nx))
     parity = np.arange(int(attrs["SUBSTRT1"]) - 1, int(attrs["SUBSTRT1"]) - 1 + nx) % 2
     col_group = amps * 2 + parity  # 8 (amplifier, parity) classes
-    e_rate = (truth.dark_current + (truth.flux if flux is None else flux)) * truth.gain  # e-/s
+    gain = truth.pixel_gain
+    e_rate = (truth.dark_current + (truth.flux if flux is None else flux)) * gain  # e-/s
+    # with a well (and non-linearity) the read signal is f(linear); the plain sum else,
+    # unchanged in every operation so existing simulations stay bit-identical
+    nonlinear = truth.full_well is not None
+    if nonlinear:
+        well_level = (truth.bias + truth.measured_signal(truth.full_well)).astype(np.float32)
     bias = truth.bias.astype(np.float32)
     cr_prob = 1.0 - np.exp(-truth.cosmic_ray_rate * t[-1]) if truth.cosmic_ray_rate > 0 else 0.0
     sat = np.float32(min(truth.saturation, 65535.0))
@@ -712,9 +828,16 @@ def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Gener
             if truth.odd_even_offset > 0:
                 offsets += truth.odd_even_offset * rng.standard_normal(8)
             rows = _row_noise(rng, ny, truth.row_noise, truth.row_noise_scale).astype(np.float32)
-            plane = (reset + (electrons / truth.gain).astype(np.float32) + cr_signal
-                     + offsets[col_group][None, :] + rows[:, None]
-                     + read_sigma * rng.standard_normal((ny, nx), np.float32))
+            if nonlinear:
+                # a full well reads one absolute level, whatever the reset offset was
+                plane = (np.minimum(reset + truth.measured_signal(electrons / gain + cr_signal)
+                                    .astype(np.float32), well_level)
+                         + offsets[col_group][None, :] + rows[:, None]
+                         + read_sigma * rng.standard_normal((ny, nx), np.float32))
+            else:
+                plane = (reset + (electrons / gain).astype(np.float32) + cr_signal
+                         + offsets[col_group][None, :] + rows[:, None]
+                         + read_sigma * rng.standard_normal((ny, nx), np.float32))
             if classes.active:
                 classes.apply(plane, g, sat)
             np.clip(np.rint(plane), 0, sat, out=plane)
@@ -913,6 +1036,146 @@ def simulate_flats(
         for k in range(n_files)
     ]
     return Campaign(truth=truth, exposures=exposures, flux=rate)
+
+
+def simulate_ramps(
+    outdir: str | os.PathLike,
+    truth: DetectorTruth,
+    fill_fractions: Sequence[float] = (0.6, 1.5, 3.0),
+    *,
+    n_per_level: int = 1,
+    nints: int = 2,
+    ngroups: int = 20,
+    pattern_amplitude: float = 0.1,
+    seed: int = 2000,
+    prefix: str = "lin",
+    start: str = "2026-01-02T00:00:00",
+    cadence: float = 600.0,
+    exp_type: str | None = None,
+) -> Campaign:
+    """Simulate a linearity campaign: lamp ramps at several fluxes, into saturation.
+
+    Each level's illumination is :func:`flat_rate` at a level where a typical pixel
+    (response 1, pattern 1) collects ``fill_fraction`` times the median
+    ``full_well`` by its last group: fractions above 1 saturate part-way up the
+    ramp (at about group ``ngroups / fill_fraction``), those below stay unsaturated.
+
+    Parameters
+    ----------
+    outdir : path-like
+        Directory for ``<prefix>_NNN_uncal.fits`` (levels in the order given).
+    truth : DetectorTruth
+        From :func:`make_truth` with a ``full_well`` (and usually a non-linearity).
+    fill_fractions : sequence of float
+        Linear signal of the last group over the median onset, one per level.
+    n_per_level, nints, ngroups : int
+        Exposures per level, integrations and groups of each.
+    pattern_amplitude : float
+        Depth of the lamp pattern.
+    seed : int
+        Seed of the first exposure's noise (then ``seed + k``).
+    start, cadence : str, float
+        Time of the first exposure (UTC) and spacing, s.
+    exp_type : str, optional
+        As in :func:`simulate_flats`.
+
+    Returns
+    -------
+    Campaign
+        ``fluxes`` holds each exposure's illumination (DN/s, (y, x)).
+
+    Raises
+    ------
+    ValueError
+        A truth without a well, or a fill fraction that is not positive.
+    """
+    if truth.full_well is None:
+        raise ValueError("simulate_ramps needs a truth with a full_well "
+                         "(make_truth(full_well=...))")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    well = float(np.median(truth.full_well[~truth.reference]))
+    t_last = float(group_times(truth.attrs, ngroups)[-1])
+    t0 = Time(start, scale="utc")
+    exposures, fluxes = [], []
+    for level, fill in enumerate(fill_fractions):
+        if not fill > 0:
+            raise ValueError(f"fill fractions must be positive, not {fill}")
+        rate = flat_rate(truth, fill * well / t_last, pattern_amplitude=pattern_amplitude)
+        for j in range(int(n_per_level)):
+            k = level * int(n_per_level) + j
+            exposures.append(simulate_exposure(
+                outdir / f"{prefix}_{k:03d}_uncal.fits", truth, nints=nints,
+                ngroups=ngroups, seed=seed + k, exp_type=exp_type, flux=rate,
+                start=t0 + TimeDelta(k * cadence, format="sec")))
+            fluxes.append(rate)
+    return Campaign(truth=truth, exposures=exposures, fluxes=fluxes)
+
+
+def simulate_ptc(
+    outdir: str | os.PathLike,
+    truth: DetectorTruth,
+    fill_fractions: Sequence[float] = (0.1, 0.25, 0.4, 0.55, 0.7),
+    *,
+    n_pairs: int = 1,
+    n_dark_pairs: int = 1,
+    nints: int = 1,
+    ngroups: int = 5,
+    pattern_amplitude: float = 0.1,
+    seed: int = 4000,
+    start: str = "2026-01-03T00:00:00",
+    cadence: float = 600.0,
+) -> Campaign:
+    """Simulate a photon-transfer campaign: pairs of flats at several levels, dark pairs.
+
+    Parameters
+    ----------
+    outdir : path-like
+        Directory for ``ptc_dark_NNN_uncal.fits`` and ``ptc_flat_NNN_uncal.fits``
+        (the two files of a pair are consecutive).
+    truth : DetectorTruth
+        From :func:`make_truth` (a gain map via ``amp_gains``/``gain_scatter``).
+    fill_fractions : sequence of float
+        Level of each flat pair: the signal of a typical pixel in the last group, as
+        a fraction of the median ``full_well`` (or of the well of :func:`flat_level`
+        without one).
+    n_pairs, n_dark_pairs, nints, ngroups : int
+        Flat pairs per level, dark pairs, and integrations and groups of every file.
+    pattern_amplitude : float
+        Depth of the lamp pattern.
+    seed : int
+        Seed of the first file's noise (then ``seed + k``).
+    start, cadence : str, float
+        Time of the first file (UTC) and spacing, s.
+
+    Returns
+    -------
+    Campaign
+        Darks first, then the flats pair by pair; ``fluxes`` holds each file's
+        illumination (DN/s, (y, x); zeros for the darks).
+    """
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    t_last = float(group_times(truth.attrs, ngroups)[-1])
+    if truth.full_well is not None:
+        well = float(np.median(truth.full_well[~truth.reference]))
+    else:
+        well = flat_level(truth, ngroups, 1.0) * t_last
+    t0 = Time(start, scale="utc")
+    plan = [("dark", None)] * (2 * int(n_dark_pairs))
+    for fill in fill_fractions:
+        rate = flat_rate(truth, float(fill) * well / t_last, pattern_amplitude=pattern_amplitude)
+        plan += [("flat", rate), ("flat", rate)] * int(n_pairs)
+    exposures, fluxes, count = [], [], {"dark": 0, "flat": 0}
+    for k, (kind, rate) in enumerate(plan):
+        path = outdir / f"ptc_{kind}_{count[kind]:03d}_uncal.fits"
+        count[kind] += 1
+        flux = np.zeros(truth.shape) if rate is None else rate
+        exposures.append(simulate_exposure(path, truth, nints=nints, ngroups=ngroups,
+                                           seed=seed + k, flux=flux,
+                                           start=t0 + TimeDelta(k * cadence, format="sec")))
+        fluxes.append(flux)
+    return Campaign(truth=truth, exposures=exposures, fluxes=fluxes)
 
 
 def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:

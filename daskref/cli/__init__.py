@@ -206,7 +206,9 @@ def _prep_errors():
 ANCILLARY = {"superbias": ("filled",), "dark": ("contribution", "darkrate"),
              "badpix_from_darks": ("diagnostics",),
              "badpix_from_flats": ("flat_diagnostics",),
-             "bad_pixel_mask": ("diagnostics", "flat_diagnostics")}
+             "bad_pixel_mask": ("diagnostics", "flat_diagnostics"),
+             "saturation": ("saturation_diagnostics",),
+             "linearity": ("linearity_diagnostics",), "gain": ("ptc",)}
 
 
 def cmd_inventory(args) -> int:

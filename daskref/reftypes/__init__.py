@@ -4,7 +4,17 @@ Importing this package registers the built-in types; :data:`REGISTRY` maps each
 reflabel to its :class:`~.registry.RefType`.
 """
 
-from . import bad_pixel_mask, dark, mask, mask_flats, readnoise, superbias  # noqa: F401  (register the built-in types)
+from . import (  # noqa: F401  (register the built-in types)
+    bad_pixel_mask,
+    dark,
+    gain,
+    linearity,
+    mask,
+    mask_flats,
+    readnoise,
+    saturation,
+    superbias,
+)
 from .registry import REGISTRY, Param, ParameterError, RefType, register
 
 __all__ = ["REGISTRY", "Param", "ParameterError", "RefType", "register"]

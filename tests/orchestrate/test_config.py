@@ -473,7 +473,7 @@ def test_missing_and_invalid_files(tmp_path):
 def test_section_of_unknown_reflabel():
     cfg = load_config(environ={})
     with pytest.raises(KeyError):
-        cfg.section("gain")
+        cfg.section("photom")  # no such reflabel (GAIN now has one)
 
 
 def test_sections_come_from_the_registry_given():
