@@ -154,3 +154,36 @@ def test_cli_writes_qa_by_default_and_not_with_no_qa(files, tmp_path, capsys):
     assert main(["qa", str(paths["superbias"]), "--index", str(tmp_path / "i.html"),
                  "-q"]) == 0
     assert (tmp_path / "i.html").exists()
+
+
+def test_qa_of_linearity_gain_and_saturation(tmp_path):
+    """The illuminated types: their QA JSON agrees with the file, the PNG opens."""
+    from daskref.simulate import make_truth, simulate_ptc, simulate_ramps
+
+    well = {"full_well": 45000.0, "nonlin_quadratic": 0.03, "nonlin_cubic": 0.02}
+    truth = make_truth(subarray="SUB64P", substrt=(1, 1), subsize=(64, 64), seed=505,
+                       tframe=10.0, **well)
+    ramps = simulate_ramps(tmp_path / "ramps", truth, (0.6, 1.2, 2.0), nints=1,
+                           ngroups=20).paths
+    strip = make_truth(subarray="SUBGRISM64", substrt=(1, 1), subsize=(2048, 64), seed=11,
+                       tframe=10.0, amp_gains=(1.8, 2.0, 2.2, 1.9), **well)
+    ptc = simulate_ptc(tmp_path / "ptc", strip, ngroups=5, n_pairs=1).paths
+    names = {k: tmp_path / f"{k}.fits" for k in ("linearity", "saturation", "gain")}
+    daskref.write([daskref.linearity(ramps), daskref.saturation(ramps)],
+                  [names["linearity"], names["saturation"]], pedigree="SIMULATION")
+    daskref.write(daskref.gain(ptc, box_size=32), names["gain"], pedigree="SIMULATION")
+    for kind, path in names.items():
+        json_path, png_path = qa(path)
+        s = json.loads(json_path.read_text())
+        assert mpimg.imread(png_path).shape[1] > 800
+        ext = "COEFFS" if kind == "linearity" else "SCI"
+        data = fits.getdata(path, ext).astype(np.float64)
+        planes = data.reshape((-1,) + data.shape[-2:])
+        science = ~reference_pixel_mask(dict(fits.getheader(path)), planes.shape[1:])
+        for k, entry in enumerate(s["extensions"][ext]["planes"]):
+            v = planes[k][science]
+            v = v[np.isfinite(v)]
+            assert entry["all"]["median"] == pytest.approx(np.median(v), abs=1e-12)
+    gain = json.loads(qa_paths(names["gain"])[0].read_text())
+    medians = [a["median"] for a in gain["extensions"]["SCI"]["planes"][0]["amplifiers"]]
+    np.testing.assert_allclose(medians, (1.8, 2.0, 2.2, 1.9), rtol=0.03)
