@@ -6,8 +6,10 @@ most of the DARK's and the MASK's time went there. This loop does the same
 arithmetic, pixel by pixel, in the same order and precision, so the results are
 bit-identical (``tests/kernels/test_stats.py`` checks it against the numpy version):
 
-* the samples are sorted (NaN dropped: they sort last and no comparison counts
-  them), shifted by the same reference element in the samples' precision;
+* the rows arrive sorted by ``np.sort`` (NaN last; numpy's vectorised sort is
+  several times faster than a compiled one), the NaN dropped (no comparison counts
+  them) and the values shifted by the same reference element in the samples'
+  precision;
 * prefix sums of values and squares accumulate sequentially in that precision
   (what ``np.cumsum`` does); moments, medians and thresholds are float64;
 * a pixel stops when its window no longer changes or after ``maxiters`` passes.
@@ -23,7 +25,18 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-_SMALL = 48  # insertion sort up to this many samples (a pixel's dozens), else quicksort
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _sorted_finite(x, i, c):
+    """Row ``i`` of the sorted ``x`` (NaN last) copied into ``c``; its non-NaN count."""
+    m = 0
+    for j in range(x.shape[1]):
+        v = x[i, j]
+        if np.isnan(v):
+            break
+        c[m] = v
+        m += 1
+    return m
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -52,7 +65,7 @@ def clip_rows(x, sigma, maxiters, clip, ddof, mean, var, n_out, bound, median):
     Parameters
     ----------
     x : ndarray, (npix, nsample), float32 or float64, C-contiguous
-        Samples (NaN: missing).
+        Samples, each row sorted (NaN, the missing ones, last).
     sigma : float
         Threshold, standard deviations about the median.
     maxiters : int
@@ -71,22 +84,7 @@ def clip_rows(x, sigma, maxiters, clip, ddof, mean, var, n_out, bound, median):
     p2 = np.zeros(ns + 1, x.dtype)
     last = ns - 1
     for i in range(npix):
-        m = 0
-        for j in range(ns):
-            v = x[i, j]
-            if not np.isnan(v):
-                c[m] = v
-                m += 1
-        if m <= _SMALL:
-            for j in range(1, m):
-                v = c[j]
-                k = j - 1
-                while k >= 0 and c[k] > v:
-                    c[k + 1] = c[k]
-                    k -= 1
-                c[k + 1] = v
-        else:
-            c[:m].sort()
+        m = _sorted_finite(x, i, c)
         ref = c[max((m - 1) // 2, 0)] if m > 0 else x.dtype.type(0)
         s1 = x.dtype.type(0)
         s2 = x.dtype.type(0)
@@ -142,6 +140,8 @@ def clip_rows(x, sigma, maxiters, clip, ddof, mean, var, n_out, bound, median):
 def nanmedian_rows(x, out):
     """``np.nanmedian(x, axis=-1)`` of a 2-D float array, bit for bit, into ``out``.
 
+    (Rows of ``x`` in any order: refpix's windows are short.)
+
     The median of the non-NaN values of each row: the middle one, or the mean of
     the two middle ones (``(a + b) / 2``, as numpy's ``mean`` of the pair); NaN for
     a row without any. numpy's version goes through masked arrays row by row for
@@ -165,3 +165,109 @@ def nanmedian_rows(x, out):
             out[i] = c[h]
         else:
             out[i] = (np.float64(c[h - 1]) + np.float64(c[h])) / 2.0
+
+
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _shifted_median(s, lo, m):
+    """``sigma_clip_stats(..., maxiters=0).median`` of the sorted ``s[lo:lo + m]``.
+
+    Its arithmetic: values shifted by the reference element ``r = s[lo + (m-1)//2]``
+    in their own precision, ``0.5 * (lower + upper middle) + r`` in float64.
+    """
+    if m == 0:
+        return np.nan
+    ref = s[lo + (m - 1) // 2]
+    a = np.float64(s[lo + (m - 1) // 2] - ref)
+    b = np.float64(s[lo + m // 2] - ref)
+    return 0.5 * (a + b) + np.float64(ref)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def median_rows(x, out):
+    """``sigma_clip_stats(x, sigma=inf, maxiters=0).median`` of each row, bit for bit.
+
+    Parameters
+    ----------
+    x : ndarray, (npix, nsample), float32 or float64
+        Each row sorted, NaN last.
+    out : ndarray of float64, (npix,)
+    """
+    c = np.empty(x.shape[1], x.dtype)
+    for i in range(x.shape[0]):
+        m = _sorted_finite(x, i, c)
+        out[i] = _shifted_median(c, 0, m)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def robust_std_rows(x, cut, std_out, mean_out):
+    """MAD-cut standard deviation (ddof 1) and mean of each row, bit for bit.
+
+    The arithmetic of ``badpix_dark._robust_std`` in numpy (median; absolute
+    deviations from it in float64 and their median; samples within ``cut`` times
+    1.4826 of that kept; their unclipped mean and ddof-1 variance from float32 (or
+    the samples' precision) sums in sorted order), with one sort per row (the
+    caller's) instead of three: the deviations of the sorted samples fall then rise, so they are
+    sorted by merging the two runs, and the kept samples are a run of the sorted
+    ones, already in order.
+
+    Parameters
+    ----------
+    x : ndarray, (npix, nsample), float32 or float64
+        Each row sorted, NaN last.
+    cut : float
+        In robust sigmas (1.4826 MAD).
+    std_out, mean_out : ndarray of float64, (npix,)
+        NaN std with fewer than 2 kept samples; NaN mean with none.
+    """
+    ns = x.shape[1]
+    s = np.empty(ns, x.dtype)
+    dev = np.empty(ns)
+    sd = np.empty(ns)
+    for i in range(x.shape[0]):
+        m = _sorted_finite(x, i, s)
+        med = _shifted_median(s, 0, m)
+        for j in range(m):
+            dev[j] = abs(np.float64(s[j]) - med)
+        # merge the falling run (read backwards) with the rising one
+        split = 0
+        while split < m and np.float64(s[split]) < med:
+            split += 1
+        a = split - 1
+        b = split
+        for k in range(m):
+            if b >= m or (a >= 0 and dev[a] <= dev[b]):
+                sd[k] = dev[a]
+                a -= 1
+            else:
+                sd[k] = dev[b]
+                b += 1
+        scale = 1.4826 * _shifted_median(sd, 0, m)
+        limit = cut * scale
+        lo = 0
+        while lo < m and not (dev[lo] <= limit):
+            lo += 1
+        hi = lo
+        while hi < m and dev[hi] <= limit:
+            hi += 1
+        n = hi - lo
+        if n == 0:
+            std_out[i] = np.nan
+            mean_out[i] = np.nan
+            continue
+        ref = s[lo + (n - 1) // 2]
+        s1 = x.dtype.type(0)
+        s2 = x.dtype.type(0)
+        for j in range(lo, hi):
+            v = s[j] - ref
+            s1 += v
+            s2 += v * v
+        t1 = np.float64(s1)
+        t2 = np.float64(s2)
+        mu = t1 / n
+        m2 = t2 - t1 * mu
+        if m2 < 0.0:
+            m2 = 0.0
+        mean_out[i] = mu + np.float64(ref)
+        std_out[i] = np.sqrt(m2 / (n - 1)) if n >= 2 else np.nan

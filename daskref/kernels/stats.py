@@ -92,7 +92,7 @@ def sigma_clip_stats(
     if samples.dtype not in (np.float32, np.float64) or samples.shape[-1] == 0:
         return sigma_clip_stats_numpy(samples, sigma=sigma, maxiters=maxiters, ddof=ddof)
     shape = samples.shape[:-1]
-    x = np.ascontiguousarray(samples.reshape(-1, samples.shape[-1]))
+    x = np.sort(samples.reshape(-1, samples.shape[-1]), axis=-1)  # NaN last
     npix = x.shape[0]
     mean, var, bound, median = (np.empty(npix) for _ in range(4))
     n = np.empty(npix, np.intp)
