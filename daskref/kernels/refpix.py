@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ._clip_numba import nanmedian_rows
+
 __all__ = ["clipped_mean_by_label", "mean_ignoring_nan", "reflect_index", "running_median_rows"]
 
 
@@ -219,6 +221,6 @@ def running_median_rows(
         window = flat[k][local].reshape(ny, -1).astype(np.float64)
         window[~window_good] = np.nan
         window[empty] = 0.0  # no good pixel: placeholder, set to NaN below
-        out[k] = np.nanmedian(window, axis=-1)
+        nanmedian_rows(window, out[k])
     out[:, empty] = np.nan
     return out.reshape(*lead, ny)

@@ -19,6 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from ._clip_numba import clip_rows
 from ._clip_tables import PRECOMPUTED
 
 
@@ -61,6 +62,55 @@ def sigma_clip_stats(
     ddof: float = 0.0,
 ) -> ClippedStats:
     """Sigma-clipped mean and variance of the samples along the last axis.
+
+    Float32 and float64 samples go through the compiled row loop
+    (:func:`._clip_numba.clip_rows`), which gives bit-identical results to the
+    vectorised :func:`sigma_clip_stats_numpy` several times faster and without its
+    chunk-sized temporaries; other inputs go through the latter.
+
+    Parameters
+    ----------
+    samples : ndarray, (..., sample)
+        Data values (any unit); NaN marks a missing sample.
+    sigma : float
+        Clipping threshold in standard deviations about the median. ``inf`` or a
+        ``maxiters`` of 0 disables clipping.
+    maxiters : int or None
+        Maximum clipping passes; None iterates to convergence.
+    ddof : float
+        Delta degrees of freedom of the returned variance.
+
+    Returns
+    -------
+    ClippedStats
+        Float64 arrays with the shape of ``samples`` without its last axis. Pixels
+        with ``n <= ddof`` survivors have NaN variance; with none, NaN mean too.
+    """
+    samples = np.asarray(samples)
+    if samples.dtype.kind != "f":
+        samples = samples.astype(np.float64)
+    if samples.dtype not in (np.float32, np.float64) or samples.shape[-1] == 0:
+        return sigma_clip_stats_numpy(samples, sigma=sigma, maxiters=maxiters, ddof=ddof)
+    shape = samples.shape[:-1]
+    x = np.sort(samples.reshape(-1, samples.shape[-1]), axis=-1)  # NaN last
+    npix = x.shape[0]
+    mean, var, bound, median = (np.empty(npix) for _ in range(4))
+    n = np.empty(npix, np.intp)
+    clip = bool(np.isfinite(sigma) and (maxiters is None or maxiters > 0))
+    clip_rows(x, float(sigma), -1 if maxiters is None else int(maxiters), clip, float(ddof),
+              mean, var, n, bound, median)
+    return ClippedStats(mean=mean.reshape(shape), var=var.reshape(shape), n=n.reshape(shape),
+                        bound=bound.reshape(shape), median=median.reshape(shape))
+
+
+def sigma_clip_stats_numpy(
+    samples: np.ndarray,
+    *,
+    sigma: float = 3.0,
+    maxiters: int | None = 3,
+    ddof: float = 0.0,
+) -> ClippedStats:
+    """Vectorised numpy version of :func:`sigma_clip_stats` (the reference).
 
     Parameters
     ----------

@@ -1,0 +1,273 @@
+"""Compiled row loop of :func:`daskref.kernels.stats.sigma_clip_stats` (numba).
+
+The numpy version sorts every pixel's samples, then runs each clipping pass over
+the whole chunk with fancy indexing (``take_along_axis``) and full-size temporaries:
+most of the DARK's and the MASK's time went there. This loop does the same
+arithmetic, pixel by pixel, in the same order and precision, so the results are
+bit-identical (``tests/kernels/test_stats.py`` checks it against the numpy version):
+
+* the rows arrive sorted by ``np.sort`` (NaN last; numpy's vectorised sort is
+  several times faster than a compiled one), the NaN dropped (no comparison counts
+  them) and the values shifted by the same reference element in the samples'
+  precision;
+* prefix sums of values and squares accumulate sequentially in that precision
+  (what ``np.cumsum`` does); moments, medians and thresholds are float64;
+* a pixel stops when its window no longer changes or after ``maxiters`` passes.
+  The numpy version stops when no pixel of the chunk changes, but a pass over an
+  unchanged window changes nothing, so the extra passes it runs are no-ops.
+
+``error_model='numpy'``: 0/0 is NaN as in numpy, not an exception; no fastmath,
+so nothing is reassociated or contracted into fused multiply-adds.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _sorted_finite(x, i, c):
+    """Row ``i`` of the sorted ``x`` (NaN last) copied into ``c``; its non-NaN count."""
+    m = 0
+    for j in range(x.shape[1]):
+        v = x[i, j]
+        if np.isnan(v):
+            break
+        c[m] = v
+        m += 1
+    return m
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _moments(p1, p2, lo, hi):
+    n = hi - lo
+    s1 = np.float64(p1[hi]) - np.float64(p1[lo])
+    s2 = np.float64(p2[hi]) - np.float64(p2[lo])
+    mean = s1 / n
+    m2 = s2 - s1 * mean
+    if m2 < 0.0:  # as np.maximum(m2, 0): a NaN stays NaN
+        m2 = 0.0
+    return n, mean, m2
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _median_at(c, lo, hi, last):
+    i_lo = min(max((lo + hi - 1) // 2, 0), last)
+    i_hi = min(max((lo + hi) // 2, 0), last)
+    return 0.5 * (np.float64(c[i_lo]) + np.float64(c[i_hi]))
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def clip_rows(x, sigma, maxiters, clip, ddof, mean, var, n_out, bound, median):
+    """Sigma-clip each row of ``x`` (npix, nsample); write the per-row results.
+
+    Parameters
+    ----------
+    x : ndarray, (npix, nsample), float32 or float64, C-contiguous
+        Samples, each row sorted (NaN, the missing ones, last).
+    sigma : float
+        Threshold, standard deviations about the median.
+    maxiters : int
+        Maximum passes; -1 for no limit.
+    clip : bool
+        False: no clipping pass at all (``sigma`` infinite or ``maxiters`` 0).
+    ddof : float
+    mean, var, bound, median : ndarray of float64, (npix,)
+        Outputs, as :class:`~daskref.kernels.stats.ClippedStats`.
+    n_out : ndarray of intp, (npix,)
+        Output: survivors.
+    """
+    npix, ns = x.shape
+    c = np.empty(ns, x.dtype)
+    p1 = np.zeros(ns + 1, x.dtype)
+    p2 = np.zeros(ns + 1, x.dtype)
+    last = ns - 1
+    for i in range(npix):
+        m = _sorted_finite(x, i, c)
+        ref = c[max((m - 1) // 2, 0)] if m > 0 else x.dtype.type(0)
+        s1 = x.dtype.type(0)
+        s2 = x.dtype.type(0)
+        for j in range(m):
+            v = c[j] - ref
+            c[j] = v
+            s1 += v
+            p1[j + 1] = s1
+            s2 += v * v
+            p2[j + 1] = s2
+        lo = 0
+        hi = m
+        b = np.inf
+        iteration = 0
+        while clip:
+            n, mu, m2 = _moments(p1, p2, lo, hi)
+            std = np.sqrt(m2 / n)
+            med = _median_at(c, lo, hi, last)
+            t = sigma * std
+            if n > 0:
+                below = med - t
+                above = med + t
+                below_lo = 0
+                upto_hi = 0
+                for j in range(m):
+                    v = np.float64(c[j])
+                    if v < below:
+                        below_lo += 1
+                    if v <= above:
+                        upto_hi += 1
+                new_lo = max(lo, below_lo)
+                new_hi = min(hi, upto_hi)
+                b = t
+            else:
+                new_lo = lo
+                new_hi = hi
+            new_hi = max(new_hi, new_lo)
+            iteration += 1
+            changed = new_lo != lo or new_hi != hi
+            lo = new_lo
+            hi = new_hi
+            if not changed or (maxiters >= 0 and iteration >= maxiters):
+                break
+        n, mu, m2 = _moments(p1, p2, lo, hi)
+        n_out[i] = n
+        mean[i] = mu + np.float64(ref)
+        var[i] = m2 / (n - ddof) if n > ddof else np.nan
+        bound[i] = b
+        median[i] = _median_at(c, lo, hi, last) + np.float64(ref) if n > 0 else np.nan
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def nanmedian_rows(x, out):
+    """``np.nanmedian(x, axis=-1)`` of a 2-D float array, bit for bit, into ``out``.
+
+    (Rows of ``x`` in any order: refpix's windows are short.)
+
+    The median of the non-NaN values of each row: the middle one, or the mean of
+    the two middle ones (``(a + b) / 2``, as numpy's ``mean`` of the pair); NaN for
+    a row without any. numpy's version goes through masked arrays row by row for
+    short rows, which made refpix's running median a tenth of a DARK's time.
+    """
+    npix, ns = x.shape
+    c = np.empty(ns, x.dtype)
+    for i in range(npix):
+        m = 0
+        for j in range(ns):
+            v = x[i, j]
+            if not np.isnan(v):
+                c[m] = v
+                m += 1
+        if m == 0:
+            out[i] = np.nan
+            continue
+        c[:m].sort()
+        h = m // 2
+        if m % 2 == 1:
+            out[i] = c[h]
+        else:
+            out[i] = (np.float64(c[h - 1]) + np.float64(c[h])) / 2.0
+
+
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _shifted_median(s, lo, m):
+    """``sigma_clip_stats(..., maxiters=0).median`` of the sorted ``s[lo:lo + m]``.
+
+    Its arithmetic: values shifted by the reference element ``r = s[lo + (m-1)//2]``
+    in their own precision, ``0.5 * (lower + upper middle) + r`` in float64.
+    """
+    if m == 0:
+        return np.nan
+    ref = s[lo + (m - 1) // 2]
+    a = np.float64(s[lo + (m - 1) // 2] - ref)
+    b = np.float64(s[lo + m // 2] - ref)
+    return 0.5 * (a + b) + np.float64(ref)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def median_rows(x, out):
+    """``sigma_clip_stats(x, sigma=inf, maxiters=0).median`` of each row, bit for bit.
+
+    Parameters
+    ----------
+    x : ndarray, (npix, nsample), float32 or float64
+        Each row sorted, NaN last.
+    out : ndarray of float64, (npix,)
+    """
+    c = np.empty(x.shape[1], x.dtype)
+    for i in range(x.shape[0]):
+        m = _sorted_finite(x, i, c)
+        out[i] = _shifted_median(c, 0, m)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def robust_std_rows(x, cut, std_out, mean_out):
+    """MAD-cut standard deviation (ddof 1) and mean of each row, bit for bit.
+
+    The arithmetic of ``badpix_dark._robust_std`` in numpy (median; absolute
+    deviations from it in float64 and their median; samples within ``cut`` times
+    1.4826 of that kept; their unclipped mean and ddof-1 variance from float32 (or
+    the samples' precision) sums in sorted order), with one sort per row (the
+    caller's) instead of three: the deviations of the sorted samples fall then rise, so they are
+    sorted by merging the two runs, and the kept samples are a run of the sorted
+    ones, already in order.
+
+    Parameters
+    ----------
+    x : ndarray, (npix, nsample), float32 or float64
+        Each row sorted, NaN last.
+    cut : float
+        In robust sigmas (1.4826 MAD).
+    std_out, mean_out : ndarray of float64, (npix,)
+        NaN std with fewer than 2 kept samples; NaN mean with none.
+    """
+    ns = x.shape[1]
+    s = np.empty(ns, x.dtype)
+    dev = np.empty(ns)
+    sd = np.empty(ns)
+    for i in range(x.shape[0]):
+        m = _sorted_finite(x, i, s)
+        med = _shifted_median(s, 0, m)
+        for j in range(m):
+            dev[j] = abs(np.float64(s[j]) - med)
+        # merge the falling run (read backwards) with the rising one
+        split = 0
+        while split < m and np.float64(s[split]) < med:
+            split += 1
+        a = split - 1
+        b = split
+        for k in range(m):
+            if b >= m or (a >= 0 and dev[a] <= dev[b]):
+                sd[k] = dev[a]
+                a -= 1
+            else:
+                sd[k] = dev[b]
+                b += 1
+        scale = 1.4826 * _shifted_median(sd, 0, m)
+        limit = cut * scale
+        lo = 0
+        while lo < m and not (dev[lo] <= limit):
+            lo += 1
+        hi = lo
+        while hi < m and dev[hi] <= limit:
+            hi += 1
+        n = hi - lo
+        if n == 0:
+            std_out[i] = np.nan
+            mean_out[i] = np.nan
+            continue
+        ref = s[lo + (n - 1) // 2]
+        s1 = x.dtype.type(0)
+        s2 = x.dtype.type(0)
+        for j in range(lo, hi):
+            v = s[j] - ref
+            s1 += v
+            s2 += v * v
+        t1 = np.float64(s1)
+        t2 = np.float64(s2)
+        mu = t1 / n
+        m2 = t2 - t1 * mu
+        if m2 < 0.0:
+            m2 = 0.0
+        mean_out[i] = mu + np.float64(ref)
+        std_out[i] = np.sqrt(m2 / (n - 1)) if n >= 2 else np.nan
