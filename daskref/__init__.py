@@ -21,10 +21,11 @@ from .api import (  # noqa: E402
     superbias,
     write,
 )
+from .execution import cluster  # noqa: E402
 from .io.fits import InputError, inventory, open_exposure, open_stack, scan  # noqa: E402
 
 __all__ = [
-    "InputError", "__version__", "bad_pixel_mask", "compute", "dark", "dq", "inventory",
+    "InputError", "__version__", "bad_pixel_mask", "cluster", "compute", "dark", "dq", "inventory",
     "mask_from_darks", "mask_from_flats",
     "open_exposure",
     "open_inputs", "open_stack", "qa", "readnoise", "scan", "simulate", "superbias", "write",
