@@ -9,7 +9,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -811,20 +813,34 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "files") and not args.files and args.command != "mkrefs":
         print(f"daskref {args.command}: error: no input files given", file=sys.stderr)
         return 2
+    # SIGTERM (a batch system's, kill) ends the run as Ctrl-C does: temporaries removed,
+    # the cluster's jobs cancelled, one line, no partial file
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (InputError, MetadataError, UsageError) as exc:
         print(f"daskref {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"daskref {args.command}: interrupted; no output written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        print(f"daskref {args.command}: interrupted ({signal.Signals(signum).name}); "
+              "no partial file left", file=sys.stderr)
+        return 128 + signum
     except Exception as exc:  # one readable line; -vv for the traceback
         if getattr(args, "verbose", 0) >= 2:
             raise
         print(f"daskref {args.command}: error: {type(exc).__name__}: {exc} "
               "(run with -vv for details)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(signum)
 
 
 if __name__ == "__main__":  # pragma: no cover
