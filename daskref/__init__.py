@@ -24,11 +24,12 @@ from .api import (  # noqa: E402
     superbias,
     write,
 )
+from .execution import cluster  # noqa: E402
 from .io.fits import InputError, inventory, open_exposure, open_stack, scan  # noqa: E402
 
 __all__ = [
-    "InputError", "__version__", "bad_pixel_mask", "compute", "dark", "dq", "gain", "inventory",
-    "linearity",
+    "InputError", "__version__", "bad_pixel_mask", "cluster", "compute", "dark", "dq", "gain",
+    "inventory", "linearity",
     "mask_from_darks", "mask_from_flats",
     "open_exposure",
     "open_inputs", "open_stack", "qa", "readnoise", "saturation", "scan", "simulate",

@@ -77,3 +77,51 @@ def write_ramp_file(path, sci, groupdq=None, pixeldq=None, header=None):
            "DATE-OBS": "2026-02-03", "TIME-OBS": "04:05:06.000", "S_SATURA": "COMPLETE"}
     hdr.update(header or {})
     return write_exposure(path, hdr, exts)
+
+
+def run_daskref(*args, cwd, timeout: float = 300):
+    """``python -m daskref ARGS`` in a child process, this package first on its path.
+
+    Runs that start a cluster are made in a child: its scheduler, the jobs' processes
+    and their logging then end with it, not inside the test process.
+
+    Returns
+    -------
+    subprocess.CompletedProcess
+        With ``stdout`` and ``stderr`` as text.
+    """
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[1])
+    path = os.pathsep.join([root, *filter(None, [os.environ.get("PYTHONPATH")])])
+    return subprocess.run([sys.executable, "-m", "daskref", *map(str, args)], cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": path}, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def assert_same_fits(a, b, *, header: bool = True):
+    """Two FITS files with the same extensions and identical data arrays (NaN equal NaN).
+
+    With ``header``, every header card is equal too, except the creation date (``DATE``)
+    and the file's own name (``FILENAME``).
+    """
+    from astropy.io import fits
+
+    with fits.open(a) as fa, fits.open(b) as fb:
+        assert [h.name for h in fa] == [h.name for h in fb], (a, b)
+        for ha, hb in zip(fa, fb, strict=True):
+            if ha.data is None:
+                assert hb.data is None
+            elif hasattr(ha.data, "columns"):  # a table
+                assert ha.data.tobytes() == hb.data.tobytes(), (a, ha.name)
+            else:
+                np.testing.assert_array_equal(ha.data, hb.data, err_msg=f"{a} {ha.name}")
+                assert ha.data.dtype == hb.data.dtype
+            if header:
+                def cards(h):
+                    return [(c.keyword, str(c.value)) for c in h.header.cards
+                            if c.keyword not in ("DATE", "FILENAME", "CHECKSUM", "DATASUM")]
+                assert cards(ha) == cards(hb), (a, ha.name)

@@ -9,13 +9,22 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
-import dask
-
 from .. import __version__
+from ..execution import (
+    CLUSTER_KINDS,
+    COMMON_OPTIONS,
+    ClusterError,
+    Execution,
+    parse_adapt,
+    parse_options,
+    running,
+)
 from ..io.crds import MetadataError
 from ..io.fits import InputError
 from ..prep.engine import STEP_PARAMETERS
@@ -45,6 +54,21 @@ def _add_common(p: argparse.ArgumentParser, outputs: bool = True):
     g.add_argument("--scheduler", default=None,
                    help="'threads', 'processes', 'synchronous', or the ADDRESS of a running "
                         "dask.distributed scheduler (e.g. tcp://host:8786)")
+    g.add_argument("--cluster", default=None, choices=list(CLUSTER_KINDS),
+                   help="start a dask-jobqueue cluster and run there (local: processes on "
+                        "this machine started like jobs)")
+    g.add_argument("--cluster-option", "--cluster_option", dest="cluster_option",
+                   action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the dask-jobqueue cluster (repeatable): queue, account, "
+                        "cores, memory (per job: the workers' memory limit), walltime, "
+                        "processes, job_extra_directives, log_directory, local_directory, "
+                        "...; and Dask's worker memory fractions memory_target, "
+                        "memory_spill, memory_pause, memory_terminate")
+    size = g.add_mutually_exclusive_group()
+    size.add_argument("--jobs", type=int, default=None,
+                      help="jobs the cluster submits (default 1)")
+    size.add_argument("--adapt", default=None, metavar="MIN:MAX",
+                      help="let the cluster grow and shrink between MIN and MAX jobs")
     _opt(g, "chunk_mb", type=float, default=None,
          help="target size of one pixel slab of the input stack, MB (default 64; 16 for prep)")
     g.add_argument("-v", "--verbose", action="count", default=0, help="more messages")
@@ -71,29 +95,37 @@ def _meta(args) -> dict:
 # --------------------------------------------------------------------------- execution
 
 
+def _execution(args, config: dict | None = None) -> Execution:
+    """The execution settings: the command line over the config's ``cluster`` section."""
+    config = config or {}
+    if args.scheduler is not None and args.cluster is None:
+        config = {}  # the command line's scheduler wins over the config's cluster
+    try:
+        named = {k: config[k] for k in COMMON_OPTIONS if config.get(k) is not None}
+        options = {**named, **(config.get("options") or {}),
+                   **parse_options(args.cluster_option)}
+        jobs, adapt = args.jobs, parse_adapt(args.adapt)
+        if jobs is None and adapt is None:
+            jobs, adapt = config.get("jobs"), config.get("adapt")
+        return Execution(scheduler=args.scheduler or config.get("scheduler"),
+                         workers=args.workers, kind=args.cluster or config.get("kind"),
+                         options=options, jobs=jobs, adapt=adapt).check()
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
+
+
 @contextlib.contextmanager
-def _scheduler(args):
+def _scheduler(args, config: dict | None = None):
     """Configure where the graph runs for the duration of the command."""
-    target = args.scheduler
-    if target in (None, "threads", "processes", "synchronous", "sync"):
-        config = {"scheduler": target or "threads"}
-        if args.workers:
-            config["num_workers"] = args.workers
-        with dask.config.set(config):
+    execution = _execution(args, config)
+    announce = None if args.quiet else (lambda line: print(line, file=sys.stderr))
+    if not args.verbose:  # the in-process scheduler's comings and goings of workers
+        logging.getLogger("distributed").setLevel(logging.ERROR)
+    try:
+        with running(execution, announce=announce):
             yield
-        return
-    try:
-        from distributed import Client
-    except ImportError:
-        raise UsageError("--scheduler ADDRESS needs the 'distributed' package") from None
-    try:
-        client = Client(target, timeout="5s")
-    except OSError as exc:
-        raise UsageError(f"cannot reach the dask scheduler at {target}: {exc}") from None
-    with client:
-        if not args.quiet:
-            print(f"dask dashboard: {client.dashboard_link}", file=sys.stderr)
-        yield
+    except ClusterError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _check_output(path: str) -> Path:
@@ -574,7 +606,7 @@ def cmd_mkrefs(args) -> int:
             print(f"nothing to do: all {len(the_plan.jobs)} reference files exist "
                   f"in {the_plan.dirs.basedir} (--force_redo_ref remakes them)")
         return 0
-    with _scheduler(args):
+    with _scheduler(args, config.data["cluster"]):
         result = execute(the_plan, progress=not args.quiet, spill_dir=args.spill_dir)
     if not args.quiet:
         for path in result["made"]:
@@ -783,20 +815,34 @@ def main(argv: list[str] | None = None) -> int:
     if hasattr(args, "files") and not args.files and args.command != "mkrefs":
         print(f"daskref {args.command}: error: no input files given", file=sys.stderr)
         return 2
+    # SIGTERM (a batch system's, kill) ends the run as Ctrl-C does: temporaries removed,
+    # the cluster's jobs cancelled, one line, no partial file
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return args.func(args)
     except (InputError, MetadataError, UsageError) as exc:
         print(f"daskref {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"daskref {args.command}: interrupted; no output written", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        print(f"daskref {args.command}: interrupted ({signal.Signals(signum).name}); "
+              "no partial file left", file=sys.stderr)
+        return 128 + signum
     except Exception as exc:  # one readable line; -vv for the traceback
         if getattr(args, "verbose", 0) >= 2:
             raise
         print(f"daskref {args.command}: error: {type(exc).__name__}: {exc} "
               "(run with -vv for details)", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum, frame):
+    raise KeyboardInterrupt(signum)
 
 
 if __name__ == "__main__":  # pragma: no cover

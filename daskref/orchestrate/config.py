@@ -63,6 +63,7 @@ from typing import Any
 
 import yaml
 
+from ..execution import CLUSTER_KINDS, COMMON_OPTIONS, ClusterError, check_options, parse_adapt
 from ..io.crds import MetadataError, validate_description, validate_pedigree, validate_useafter
 from ..prep.engine import NEEDS as PREP_NEEDS
 from ..prep.engine import REFTYPES as PREP_REFTYPES
@@ -173,7 +174,8 @@ JWST_REFFILES_TOP: dict[str, str] = {
 }
 
 _TOP_VALUES = ("reflabels", "plugin_dirs")
-_SECTIONS = ("inputfiles", "DD", "FF", "DDFF", "output", "reffile4ssb", "validation")
+_SECTIONS = ("inputfiles", "DD", "FF", "DDFF", "output", "reffile4ssb", "validation",
+             "cluster")
 _DEFAULT_ORIGIN = "the default config"
 
 
@@ -251,6 +253,27 @@ _TOP_HELP: dict[str, Any] = {
                    "CRDS; empty: none)",
                    {k: f"previous {PREP_REFTYPES[k]} file" for k in REFERENCES}),
     "plugin_dirs": "directories of plug-ins (more reference types) to load",
+    "cluster": ("where the graph runs (the command line's --scheduler, --cluster, "
+                "--cluster-option, --jobs, --adapt win over these)", {
+        "kind": "a dask-jobqueue cluster to start: " + ", ".join(CLUSTER_KINDS)
+                + " (empty: none)",
+        "scheduler": "without kind: threads, processes, synchronous or the address of a "
+                     "running dask scheduler (empty: threads)",
+        "jobs": "jobs the cluster submits (null: 1 unless adapt)",
+        "adapt": "MIN:MAX: the cluster grows and shrinks between MIN and MAX jobs",
+        "queue": "queue (partition) of the jobs (null: dask-jobqueue's config)",
+        "account": "account charged for the jobs",
+        "cores": "cores per job",
+        "memory": "memory per job, e.g. 16GB: the workers' memory limit",
+        "walltime": "time limit of a job, e.g. 01:00:00",
+        "processes": "worker processes per job (cores split between them)",
+        "job_extra_directives": "extra scheduler directives, e.g. [--exclusive]",
+        "memory_target": "Dask's distributed.worker.memory.target (fraction of the limit)",
+        "memory_spill": "Dask's distributed.worker.memory.spill",
+        "memory_pause": "Dask's distributed.worker.memory.pause",
+        "memory_terminate": "Dask's distributed.worker.memory.terminate",
+        "options": "any other keyword of the dask-jobqueue class, e.g. {log_directory: logs}",
+    }),
 }
 
 
@@ -278,6 +301,8 @@ def _builtin_defaults() -> dict[str, Any]:
         "reffile4ssb": dict.fromkeys(REFERENCES, ""),
         "validation": dict.fromkeys(REFERENCES, ""),
         "plugin_dirs": [],
+        "cluster": {"kind": "", "scheduler": "", "jobs": None, "adapt": "",
+                    **dict.fromkeys(COMMON_OPTIONS), "options": {}},
     }
 
 
@@ -872,6 +897,48 @@ class _Typer:
         out["plugin_dirs"] = _text_list(data["plugin_dirs"], self.where("plugin_dirs"))
         for label, rt in self.registry.items():
             out[label] = self.reflabel(label, rt, data[label])
+        out["cluster"] = self.cluster(data["cluster"])
+        return out
+
+    def cluster(self, sec: Mapping) -> dict[str, Any]:
+        w = lambda k: self.where("cluster", k)  # noqa: E731
+        kind = _text(sec["kind"], w("kind"), empty_none=True)
+        if kind is not None:
+            kind = kind.lower()
+            if kind not in CLUSTER_KINDS:
+                raise ConfigError(f"{w('kind')}: {sec['kind']!r} is not a cluster kind "
+                                  f"({', '.join(CLUSTER_KINDS)}, or empty)")
+        out: dict[str, Any] = {
+            "kind": kind,
+            "scheduler": _text(sec["scheduler"], w("scheduler"), empty_none=True),
+            "jobs": None if sec["jobs"] is None else _integer(sec["jobs"], w("jobs")),
+        }
+        if out["jobs"] is not None and out["jobs"] < 1:
+            raise ConfigError(f"{w('jobs')}: must be at least 1, got {out['jobs']}")
+        try:
+            out["adapt"] = parse_adapt(sec["adapt"])
+        except ClusterError as exc:
+            raise ConfigError(f"{w('adapt')}: {exc}") from None
+        if out["jobs"] is not None and out["adapt"] is not None:
+            raise ConfigError(f"{w('jobs')}: give jobs or adapt, not both")
+        options = sec["options"] if sec["options"] is not None else {}
+        if not isinstance(options, Mapping):
+            raise ConfigError(f"{w('options')}: expected a mapping of dask-jobqueue "
+                              f"keywords, got {options!r}")
+        options = {**{k: sec[k] for k in COMMON_OPTIONS if sec[k] is not None},
+                   **{str(k): v for k, v in options.items()}}
+        if kind is None and options:
+            raise ConfigError(f"{w('kind')}: cluster options ({', '.join(options)}) need a "
+                              "cluster kind")
+        if kind is not None and kind != "":
+            try:
+                check_options(kind, options)
+            except ClusterError as exc:
+                raise ConfigError(f"{w('options')}: {exc}") from None
+        if kind is not None and out["scheduler"] not in (None, "threads"):
+            raise ConfigError(f"{w('scheduler')}: give kind or scheduler, not both")
+        out.update({k: sec[k] for k in COMMON_OPTIONS})
+        out["options"] = dict(sec["options"] or {})
         return out
 
     def reflabels(self, value: Any) -> list[str]:
