@@ -34,6 +34,7 @@ from astropy.io import fits
 
 from . import __version__, dq
 from .geometry import amplifier_index, reference_pixel_mask
+from .io.pictures import pyplot, save_png
 
 log = logging.getLogger("daskref")
 
@@ -285,16 +286,9 @@ FLAG_COLOURS = ("red", "orange", "gold", "limegreen", "cyan", "royalblue", "mage
 
 def draw(path, png, summary: dict | None = None, *, compare=None):
     """The QA picture of a reference file; its path, or None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.info("matplotlib is not installed (pip install 'daskref[qa]'): no %s", png)
+    plt = pyplot(png)
+    if plt is None:
         return None
-    from .io.exposure_writer import atomic_path
-
     summary = summary or summarize(path)
     reftype = summary["reftype"]
     rows = 2 if compare is not None else 1
@@ -309,10 +303,7 @@ def draw(path, png, summary: dict | None = None, *, compare=None):
     if compare is not None:
         _draw_compare(fig, axes[1], path, compare, summary["compare"])
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
-    return Path(png)
+    return save_png(fig, png, dpi=80)
 
 
 def _image_panel(fig, ax, image, label, cmap="viridis"):

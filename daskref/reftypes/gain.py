@@ -17,6 +17,7 @@ import xarray as xr
 from ..algorithms import gain as _gain
 from ..io.crds import CrdsMeta
 from ..io.fits import InputError, read_info
+from ..io.pictures import pyplot, save_png
 from ..kernels.linearity import evaluate
 from ._base import ancillary_path, check_computed, open_raw, write_product
 from .registry import Param, RefType, register
@@ -134,16 +135,9 @@ def write_table(ds: xr.Dataset, path):
 
 def ptc_picture(ds: xr.Dataset, png):
     """Variance against mean per amplifier, with the fits; None without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.info("matplotlib is not installed: no %s", png)
+    plt = pyplot(png)
+    if plt is None:
         return None
-    from ..io.exposure_writer import atomic_path
-
     fig, ax = plt.subplots(figsize=(8, 6))
     means, variances = ds["amp_mean"].values, ds["amp_var"].values
     for a in range(means.shape[0]):
@@ -161,10 +155,7 @@ def ptc_picture(ds: xr.Dataset, png):
                  "photon transfer")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return png
+    return save_png(fig, png, dpi=90)
 
 
 def write(ds: xr.Dataset, path, meta: CrdsMeta):

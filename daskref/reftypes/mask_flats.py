@@ -20,6 +20,7 @@ from ..geometry import full_frame_shape, subarray_window
 from ..io.crds import CrdsMeta
 from ..io.fits import InputError, open_exposure, open_slopes, read_info
 from ..io.manual_flags import default_file, read_manual_flags
+from ..io.pictures import pyplot, save_png
 from ..kernels.badpix_flat import FLAT_CLASSES
 from ._base import ancillary_path, check_computed, write_ancillary, write_product
 from ._inputs import prepared_stack, split_kwargs
@@ -198,16 +199,9 @@ def flat_picture(ds: xr.Dataset, png):
 
     Returns the path, or None without matplotlib (an optional extra).
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.info("matplotlib is not installed: no %s", png)
+    plt = pyplot(png)
+    if plt is None:
         return None
-    from ..io.exposure_writer import atomic_path
-
     norm = ds["normalized"].values
     cls = ds["class"].values
     params = ds.attrs.get("parameters", {})
@@ -246,10 +240,7 @@ def flat_picture(ds: xr.Dataset, png):
     ax_hist.legend(fontsize=8)
     ax_hist.set_title("histogram of the normalised flat")
     fig.tight_layout()
-    with atomic_path(png) as tmp:
-        fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
-    return png
+    return save_png(fig, png, dpi=90)
 
 
 def write(ds: xr.Dataset, path, meta: CrdsMeta):
