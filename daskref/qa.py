@@ -27,6 +27,7 @@ import logging
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -118,13 +119,36 @@ def _plane_stats(plane: np.ndarray, science: np.ndarray, amps: np.ndarray):
             [dict(amp=a, **robust_stats(g, presorted=True)) for a, g in groups])
 
 
+@dataclass
+class ReferenceFile:
+    """A reference file read once: its primary header and image extensions."""
+
+    path: Path
+    header: fits.Header
+    exts: dict
+    units: dict
+
+
+def read_reference(path) -> ReferenceFile:
+    """Read a file's primary header and image data (a ReferenceFile passes through)."""
+    if isinstance(path, ReferenceFile):
+        return path
+    with fits.open(path, memmap=False) as hdul:
+        return ReferenceFile(
+            path=Path(path), header=hdul[0].header.copy(),
+            exts={h.name: np.asarray(h.data) for h in hdul[1:]
+                  if h.is_image and h.data is not None},
+            units={h.name: h.header.get("BUNIT") for h in hdul[1:] if h.is_image})
+
+
 def summarize(path) -> dict:
-    """The QA summary of a reference file (what ``_qa.json`` holds)."""
-    with fits.open(path) as hdul:
-        header = dict(hdul[0].header)
-        primary = hdul[0].header
-        exts = {h.name: h.data for h in hdul[1:] if h.is_image and h.data is not None}
-        units = {h.name: h.header.get("BUNIT") for h in hdul[1:] if h.is_image}
+    """The QA summary of a reference file (what ``_qa.json`` holds).
+
+    ``path`` may be a :class:`ReferenceFile` already read.
+    """
+    f = read_reference(path)
+    primary, exts, units = f.header, f.exts, f.units
+    header = dict(primary)
     reftype = str(primary.get("REFTYPE", ""))
     attrs = {k: header[k] for k in ("INSTRUME", "DETECTOR", "SUBARRAY", "SUBSTRT1",
                                     "SUBSTRT2", "SUBSIZE1", "SUBSIZE2", "NOUTPUTS")
@@ -139,7 +163,7 @@ def summarize(path) -> dict:
         pixel_dq = dq_map.reshape((-1,) + shape)
         flagged2d = np.bitwise_or.reduce(pixel_dq, axis=0) & ~np.uint32(dq.REFERENCE_PIXEL)
     summary = {
-        "file": os.path.basename(str(path)), "reftype": reftype,
+        "file": f.path.name, "reftype": reftype,
         **{k.lower(): attrs.get(k) for k in ("INSTRUME", "DETECTOR", "SUBARRAY")},
         "daskref_version": __version__,
         "qa_pixels": "science pixels (reference pixels left out); amplifiers by column",
@@ -178,13 +202,12 @@ def summarize(path) -> dict:
     return summary
 
 
-def _values(path, name="SCI") -> tuple[np.ndarray | None, np.ndarray | None]:
-    with fits.open(path) as hdul:
-        names = [h.name for h in hdul]
-        pick = name if name in names else next(
-            (n for n in VALUE_EXTENSIONS if n in names), "DQ" if "DQ" in names else None)
-        data = None if pick is None else np.asarray(hdul[pick].data)
-        err = np.asarray(hdul["ERR"].data) if "ERR" in names and pick == "SCI" else None
+def _values(f: ReferenceFile, name="SCI") -> tuple[np.ndarray | None, np.ndarray | None]:
+    names = f.exts
+    pick = name if name in names else next(
+        (n for n in VALUE_EXTENSIONS if n in names), "DQ" if "DQ" in names else None)
+    data = None if pick is None else names[pick]
+    err = names["ERR"] if "ERR" in names and pick == "SCI" else None
     return data, err
 
 
@@ -201,13 +224,14 @@ def compare_files(path, previous) -> dict:
     ValueError
         Files of different REFTYPEs or shapes.
     """
-    h1, h0 = fits.getheader(path), fits.getheader(previous)
+    f1, f0 = read_reference(path), read_reference(previous)
+    h1, h0 = f1.header, f0.header
     if str(h1.get("REFTYPE")) != str(h0.get("REFTYPE")):
         raise ValueError(f"{previous}: REFTYPE {h0.get('REFTYPE')} is not {h1.get('REFTYPE')}")
     reftype = str(h1.get("REFTYPE"))
-    out: dict = {"previous": os.path.basename(str(previous)), "reftype": reftype}
+    out: dict = {"previous": f0.path.name, "reftype": reftype}
     if reftype == "MASK":
-        new, old = fits.getdata(path, "DQ"), fits.getdata(previous, "DQ")
+        new, old = f1.exts["DQ"], f0.exts["DQ"]
         if new.shape != old.shape:
             raise ValueError(f"{previous}: DQ shape {old.shape} is not {new.shape}")
         out["flags"] = {n: {"gained": int(np.count_nonzero((new & v) & ~(old & v))),
@@ -215,7 +239,7 @@ def compare_files(path, previous) -> dict:
                         for n, v in dq.PIXEL.items() if v and np.any((new | old) & v)}
         out["changed_fraction"] = float(np.mean(new != old))
         return out
-    (new, err1), (old, err0) = _values(path), _values(previous)
+    (new, err1), (old, err0) = _values(f1), _values(f0)
     if new.shape != old.shape:
         raise ValueError(f"{previous}: shape {old.shape} is not {new.shape}")
     attrs = dict(h1)
@@ -259,14 +283,16 @@ def qa(path, *, compare=None, picture: bool = True) -> list[Path]:
     """
     from .io.exposure_writer import atomic_path
 
-    summary = summarize(path)
-    if compare is not None:
-        summary["compare"] = compare_files(path, compare)
+    f = read_reference(path)  # read once for the summary, the comparison and the picture
+    previous = None if compare is None else read_reference(compare)
+    summary = summarize(f)
+    if previous is not None:
+        summary["compare"] = compare_files(f, previous)
     json_path, png_path = qa_paths(path)
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(summary, indent=1, default=float))
     out = [json_path]
-    if picture and draw(path, png_path, summary, compare=compare) is not None:
+    if picture and draw(f, png_path, summary, compare=previous) is not None:
         out.append(png_path)
     return out
 
@@ -289,7 +315,8 @@ def draw(path, png, summary: dict | None = None, *, compare=None):
     plt = pyplot(png)
     if plt is None:
         return None
-    summary = summary or summarize(path)
+    ref = read_reference(path)
+    summary = summary or summarize(ref)
     reftype = summary["reftype"]
     rows = 2 if compare is not None else 1
     fig, axes = plt.subplots(rows, 3, figsize=(17, 5.2 * rows), squeeze=False)
@@ -297,11 +324,11 @@ def draw(path, png, summary: dict | None = None, *, compare=None):
              f"{summary.get('detector') or ''} {summary.get('subarray') or ''}")
     fig.suptitle(title)
     if reftype == "MASK":
-        _draw_mask(fig, axes[0], fits.getdata(path, "DQ"))
+        _draw_mask(fig, axes[0], ref.exts["DQ"])
     else:
-        _draw_values(fig, axes[0], path, summary)
+        _draw_values(fig, axes[0], ref, summary)
     if compare is not None:
-        _draw_compare(fig, axes[1], path, compare, summary["compare"])
+        _draw_compare(fig, axes[1], ref, read_reference(compare), summary["compare"])
     fig.tight_layout()
     return save_png(fig, png, dpi=80)
 
@@ -337,13 +364,13 @@ def _table_panel(ax, stats: dict, unit: str):
                     else "") + ")")
 
 
-def _draw_values(fig, axes, path, summary):
+def _draw_values(fig, axes, ref, summary):
     ext = next((n for n in VALUE_EXTENSIONS if n in summary["extensions"]), None)
     if ext is None:
         for ax in axes:
             ax.axis("off")
         return
-    data = fits.getdata(path, ext)
+    data = ref.exts[ext]
     unit = summary["extensions"][ext]["unit"] or ""
     planes = _planes(np.asarray(data, np.float64))
     index = 0
@@ -351,7 +378,7 @@ def _draw_values(fig, axes, path, summary):
     if summary["reftype"] == "DARK":
         from .reftypes._base import ancillary_path
 
-        rate_file = ancillary_path(path, "darkrate")
+        rate_file = ancillary_path(ref.path, "darkrate")
         if rate_file.exists():
             image, label = fits.getdata(rate_file).astype(np.float64), "dark rate (DN/s)"
         else:
@@ -366,8 +393,8 @@ def _draw_values(fig, axes, path, summary):
     axes[0].set_title(label)
     stats = summary["extensions"][ext]["planes"][index]
     if summary["reftype"] == "LINEARITY" and planes.shape[0] > 2:
-        _linearity_curves(axes[1], planes, path)
-    elif summary["reftype"] == "GAIN" and _ptc_curves(axes[1], path):
+        _linearity_curves(axes[1], planes, ref)
+    elif summary["reftype"] == "GAIN" and _ptc_curves(axes[1], ref):
         pass
     elif summary["reftype"] == "DARK" and planes.shape[0] > 1:
         science = np.isfinite(planes[0])
@@ -386,13 +413,13 @@ def _draw_values(fig, axes, path, summary):
     _table_panel(axes[2], stats, unit)
 
 
-def _linearity_curves(ax, coeffs: np.ndarray, path):
+def _linearity_curves(ax, coeffs: np.ndarray, ref):
     """The correction (linear / measured - 1) of a few typical pixels against the signal.
 
     Typical: the pixels at the 5, 25, 50, 75 and 95 % points of the quadratic term, among
     those the file corrects (no NO_LIN_CORR).
     """
-    flags = fits.getdata(path, "DQ")
+    flags = ref.exts["DQ"]
     usable = ((flags & dq.NO_LIN_CORR) == 0) & np.all(np.isfinite(coeffs), axis=0)
     c2 = coeffs[2][usable]
     if c2.size == 0:
@@ -412,11 +439,11 @@ def _linearity_curves(ax, coeffs: np.ndarray, path):
     ax.legend(fontsize=8)
 
 
-def _ptc_curves(ax, path) -> bool:
+def _ptc_curves(ax, ref) -> bool:
     """Variance against mean per amplifier with the fits, from ``<name>_ptc.fits``."""
     from .reftypes._base import ancillary_path
 
-    table_path = ancillary_path(path, "ptc")
+    table_path = ancillary_path(ref.path, "ptc")
     if not table_path.exists():
         return False
     table = fits.getdata(table_path, "PTC")
@@ -477,9 +504,9 @@ def _draw_mask(fig, axes, mask):
     table.scale(1, 1.4)
 
 
-def _draw_compare(fig, axes, path, previous, result):
+def _draw_compare(fig, axes, ref, previous, result):
     if result["reftype"] == "MASK":
-        new, old = fits.getdata(path, "DQ"), fits.getdata(previous, "DQ")
+        new, old = ref.exts["DQ"], previous.exts["DQ"]
         change = np.zeros(new.shape, np.int8)
         change[(new & ~old) != 0] = 1
         change[(old & ~new) != 0] = -1
@@ -500,7 +527,7 @@ def _draw_compare(fig, axes, path, previous, result):
         axes[1].set_title("pixels that gained or lost each flag")
         axes[2].axis("off")
         return
-    (new, _), (old, _) = _values(path), _values(previous)
+    (new, _), (old, _) = _values(ref), _values(previous)
     with np.errstate(divide="ignore", invalid="ignore"):
         delta = new / old if result["kind"] == "ratio" else new.astype(np.float64) - old
     image = _planes(delta)[-1]
