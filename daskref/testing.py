@@ -50,9 +50,9 @@ def count_reads():
     nbytes: Counter = Counter()
     original = dfits.read_rows
 
-    def counting(layout, path, y0, y1):
+    def counting(layout, path, y0, y1, out=None):
         nbytes[str(path)] += (y1 - y0) * layout.nbytes // layout.shape[-2]
-        return original(layout, path, y0, y1)
+        return original(layout, path, y0, y1, out=out)
 
     dfits.read_rows = counting
     try:

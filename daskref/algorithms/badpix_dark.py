@@ -47,7 +47,7 @@ from ..geometry import amplifier_index, reference_pixel_mask
 from ..kernels.badpix_dark import STATISTICS, dark_pixel_statistics
 from ..kernels.ramp_fit import group_times
 from ..kernels.readnoise import global_clipped_stats
-from ._chunks import lookup_values, require_single_chunk
+from ._chunks import apply_stack, lookup_values, require_single_chunk
 
 #: Class names in priority order, and their default flags.
 CLASSES = ("saturated", "high_cr", "rc", "hot", "warm", "low_pedestal", "noisy")
@@ -222,8 +222,8 @@ def mask_from_darks(
         def func(r, g, s):
             return dark_pixel_statistics(r, g, s, times, gain=gain_value, **kwargs)
 
-    stats = xr.apply_ufunc(func, *args, input_core_dims=core,
-                           output_core_dims=[[]] * len(STATISTICS), dask="parallelized",
+    stats = apply_stack(func, *args, input_core_dims=core,
+                           output_core_dims=[[]] * len(STATISTICS),
                            output_dtypes=[np.float32] * len(STATISTICS))
     st = dict(zip(STATISTICS, stats, strict=True))
 

@@ -59,7 +59,7 @@ from ..kernels.badpix_flat import (
     smooth_image,
 )
 from ..kernels.readnoise import global_clipped_stats
-from ._chunks import lookup_values, require_single_chunk
+from ._chunks import apply_stack, lookup_values, require_single_chunk
 
 #: The flag of each class.
 CLASS_FLAGS = {"dead": "DEAD", "open": "OPEN", "low_qe": "LOW_QE", "adj_open": "ADJ_OPEN"}
@@ -192,10 +192,10 @@ def mask_from_flats(
         slopes = slopes.where((data.dq_ints & dq.DO_NOT_USE) == 0)
     slopes = slopes.where(~xr.DataArray(ref, dims=("y", "x")))
     sigma = float(flat_mean_sigma_threshold)
-    mean, std, n_slopes = xr.apply_ufunc(
+    mean, std, n_slopes = apply_stack(
         lambda s: clipped_mean_std(s, sigma=sigma), slopes.astype(np.float32),
         input_core_dims=[["integration"]], output_core_dims=[[], [], []],
-        dask="parallelized", output_dtypes=[np.float32, np.float32, np.int16])
+        output_dtypes=[np.float32, np.float32, np.int16])
 
     box, degree = int(smoothing_box_width), int(fit2d_degree)
 

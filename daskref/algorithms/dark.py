@@ -13,7 +13,7 @@ from ..geometry import is_miri, reference_pixel_mask
 from ..kernels.dark import dark_kernel
 from ..kernels.ramp_fit import group_times
 from ..kernels.readnoise import global_clipped_stats
-from ._chunks import require_single_chunk
+from ._chunks import apply_stack, require_single_chunk
 from .readnoise import as_ramp_dataset
 
 #: DQ of a pixel whose dark had to be filled from its fitted rate in some groups.
@@ -112,13 +112,12 @@ def dark(
     def func(ramp, groupdq=None):
         return dark_kernel(ramp, groupdq, plane_index, times, fit_groups, **kwargs)
 
-    sci, err, n_used, rate, filled = xr.apply_ufunc(
+    sci, err, n_used, rate, filled = apply_stack(
         func, *args,
         input_core_dims=[core] * len(args),
         output_core_dims=[["plane", "group"]] * 3 + [[], []],
-        dask="parallelized",
         output_dtypes=[np.float32, np.float32, np.int32, np.float32, np.uint8],
-        dask_gufunc_kwargs={"output_sizes": {"plane": nplanes}},
+        output_sizes={"plane": nplanes},
     )
     dims4 = ("plane", "group", "y", "x")
     sci = sci.transpose(*dims4).assign_attrs(units="DN", long_name="dark signal")

@@ -24,7 +24,7 @@ from .. import dq
 from ..geometry import reference_pixel_mask
 from ..kernels.linearity import fit_linearity, rms_threshold_stats
 from ..kernels.ramp_fit import group_times
-from ._chunks import require_single_chunk
+from ._chunks import apply_stack, require_single_chunk
 from .readnoise import as_ramp_dataset
 
 
@@ -104,6 +104,8 @@ def linearity(
                   iterations=int(iterations))
 
     def func(v, *zero):
+        # contiguous, as the einsum sums depend on the memory order (bit for bit)
+        v = np.ascontiguousarray(v)
         coeffs, onset, n, rms = fit_linearity(v, t, zero=zero[0] if zero else None, **kwargs)
         return (coeffs.astype(np.float32), onset.astype(np.float32), n,
                 rms.astype(np.float32))
@@ -113,13 +115,12 @@ def linearity(
     if superbias is not None:
         args.append(superbias)
         core.append([])
-    coeffs, onset, n_points, rms = xr.apply_ufunc(
+    coeffs, onset, n_points, rms = apply_stack(
         func, *args,
         input_core_dims=core,
         output_core_dims=[["coeff"], [], [], []],
-        dask="parallelized",
         output_dtypes=[np.float32, np.float32, np.int32, np.float32],
-        dask_gufunc_kwargs={"output_sizes": {"coeff": int(degree) + 1}},
+        output_sizes={"coeff": int(degree) + 1},
     )
     coeffs = coeffs.transpose("coeff", ...)
     shape = (ds.sizes["y"], ds.sizes["x"])

@@ -10,7 +10,7 @@ import xarray as xr
 
 from ..geometry import is_miri
 from ..kernels.readnoise import global_clipped_stats, readnoise_kernel
-from ._chunks import require_single_chunk
+from ._chunks import apply_stack, require_single_chunk
 
 #: NIRCam detectors whose maps are flipped along x to reach detector coordinates.
 NIRCAM_XFLIP = {"NRCA1", "NRCA3", "NRCALONG", "NRCB2", "NRCB4"}
@@ -118,11 +118,10 @@ def readnoise(
     else:
         def func(r):
             return readnoise_kernel(r, None, file_index, **kwargs)
-    rn, n_used = xr.apply_ufunc(
+    rn, n_used = apply_stack(
         func, *args,
         input_core_dims=[core] * len(args),
         output_core_dims=[[], []],
-        dask="parallelized",
         output_dtypes=[np.float32, np.int32],
     )
     if single_value:

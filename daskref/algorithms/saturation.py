@@ -16,7 +16,7 @@ import xarray as xr
 
 from .. import dq
 from ..kernels.saturation import saturation_levels
-from ._chunks import require_single_chunk
+from ._chunks import apply_stack, require_single_chunk
 from .readnoise import as_ramp_dataset
 
 
@@ -69,11 +69,10 @@ def saturation(
                          f"{ds.sizes['group']}")
     kwargs = dict(plateau_sigma=float(plateau_sigma), min_plateau_groups=int(min_plateau_groups),
                   min_rise=float(min_rise))
-    level, n_sat, spread = xr.apply_ufunc(
+    level, n_sat, spread = apply_stack(
         lambda v: saturation_levels(v, **kwargs), ds.ramp,
         input_core_dims=[["integration", "group"]],
         output_core_dims=[[], [], []],
-        dask="parallelized",
         output_dtypes=[np.float32, np.int16, np.float32],
     )
     found = np.isfinite(level)

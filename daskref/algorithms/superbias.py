@@ -10,7 +10,7 @@ from scipy.ndimage import median_filter
 from .. import dq
 from ..geometry import reference_pixel_mask
 from ..kernels.readnoise import global_clipped_stats, superbias_kernel
-from ._chunks import require_single_chunk
+from ._chunks import apply_stack, require_single_chunk
 from .readnoise import as_ramp_dataset
 
 UNRELIABLE = dq.DO_NOT_USE | dq.UNRELIABLE_BIAS
@@ -77,11 +77,10 @@ def superbias(
     else:
         def func(v):
             return superbias_kernel(v, None, **kwargs)
-    sb, err, n_used = xr.apply_ufunc(
+    sb, err, n_used = apply_stack(
         func, *args,
         input_core_dims=[["integration"]] * len(args),
         output_core_dims=[[], [], []],
-        dask="parallelized",
         output_dtypes=[np.float32, np.float32, np.int32],
     )
     stats = _global_stats(err.data, None, bad_clipping_sigma, bad_max_clipping_iters)

@@ -278,7 +278,8 @@ def check_stackable(infos: Sequence[ExposureInfo], keys: Iterable[str] = STACK_K
 # --------------------------------------------------------------------------- reading
 
 
-def read_rows(layout: ArrayLayout, path: str, y0: int, y1: int) -> np.ndarray:
+def read_rows(layout: ArrayLayout, path: str, y0: int, y1: int,
+              out: np.ndarray | None = None) -> np.ndarray:
     """Read rows ``y0:y1`` of every plane of an image extension.
 
     Parameters
@@ -289,6 +290,9 @@ def read_rows(layout: ArrayLayout, path: str, y0: int, y1: int) -> np.ndarray:
         The file.
     y0, y1 : int
         Row range (0-based, end exclusive) along the second-to-last axis.
+    out : ndarray, optional
+        Where to decode into (shape as returned, dtype ``layout.dtype``), so that a
+        stack of files lands in one buffer without a concatenation.
 
     Returns
     -------
@@ -299,25 +303,81 @@ def read_rows(layout: ArrayLayout, path: str, y0: int, y1: int) -> np.ndarray:
     *lead, ny, nx = layout.shape
     raw_dtype = np.dtype(layout.raw_dtype)
     nplanes = int(np.prod(lead)) if lead else 1
-    out = np.empty((nplanes, y1 - y0, nx), dtype=raw_dtype)
+    raw = np.empty((nplanes, y1 - y0, nx), dtype=raw_dtype)
     plane_bytes = ny * nx * raw_dtype.itemsize
     row_bytes = nx * raw_dtype.itemsize
     with open(path, "rb", buffering=0) as f:
         for k in range(nplanes):
             f.seek(layout.offset + k * plane_bytes + y0 * row_bytes)
-            view = memoryview(out[k]).cast("B")
+            view = memoryview(raw[k]).cast("B")
             got = f.readinto(view)
             if got != len(view):
                 raise OSError(f"{path}: short read (file truncated while reading?)")
-    out = out.reshape(tuple(lead) + (y1 - y0, nx))
+    raw = raw.reshape(tuple(lead) + (y1 - y0, nx))
     dtype = layout.dtype
+    if out is None:
+        out = np.empty(raw.shape, dtype)
     if dtype.kind == "u" and raw_dtype.kind == "i":
-        res = out.view(f">u{raw_dtype.itemsize}").astype(dtype)
-        res ^= dtype.type(1 << (8 * raw_dtype.itemsize - 1))
-        return res
-    if layout.bscale == 1.0 and layout.bzero == 0.0:
-        return out.astype(dtype, copy=False)
-    return (out.astype(dtype) * dtype.type(layout.bscale) + dtype.type(layout.bzero)).astype(dtype)
+        # uint16 stored as int16 with BZERO = 32768: flipping the sign bit is the
+        # offset, done in the same pass as the byte swap.
+        np.bitwise_xor(raw.view(f">u{raw_dtype.itemsize}"),
+                       dtype.type(1 << (8 * raw_dtype.itemsize - 1)), out=out)
+    elif layout.bscale == 1.0 and layout.bzero == 0.0:
+        out[...] = raw
+    else:
+        np.multiply(raw, dtype.type(layout.bscale), out=out, casting="unsafe")
+        out += dtype.type(layout.bzero)
+    return out
+
+
+def read_stack_rows(layouts: Sequence[ArrayLayout], paths: Sequence[str], y0: int,
+                    y1: int) -> np.ndarray:
+    """Rows ``y0:y1`` of the same extension of several files, stacked on axis 0.
+
+    Each file is decoded straight into its place in one buffer (one read, one
+    decoding pass, no concatenation copy).
+    """
+    nx = layouts[0].shape[-1]
+    lead = layouts[0].shape[1:-2]
+    total = sum(layout.shape[0] for layout in layouts)
+    dtype = np.result_type(*(layout.dtype for layout in layouts))
+    out = np.empty((total, *lead, y1 - y0, nx), dtype)
+    i0 = 0
+    for layout, path in zip(layouts, paths, strict=True):
+        i1 = i0 + layout.shape[0]
+        if layout.dtype == dtype:
+            read_rows(layout, path, y0, y1, out=out[i0:i1])
+        else:
+            out[i0:i1] = read_rows(layout, path, y0, y1)
+        i0 = i1
+    return out
+
+
+def _lazy_stack_rows(layouts: Sequence[ArrayLayout], paths: Sequence[str],
+                     row_chunks: tuple[int, ...], label: str):
+    """Dask array of one extension of several files stacked along axis 0.
+
+    One task per slab of ``row_chunks`` rows reads that slab of every file, so the
+    stacked axis is a single chunk (as the stack statistics need) and no
+    concatenation copy is made.
+    """
+    if len(layouts) == 1:
+        return _lazy_rows(layouts[0], paths[0], row_chunks, label)
+    total = sum(layout.shape[0] for layout in layouts)
+    lead = layouts[0].shape[1:-2]
+    nx = layouts[0].shape[-1]
+    stats = [(p, os.stat(p).st_size, os.stat(p).st_mtime_ns) for p in paths]
+    name = f"read-{label}-" + tokenize(stats, list(layouts), row_chunks)
+    dsk = {}
+    y0 = 0
+    for j, rows in enumerate(row_chunks):
+        key = (name, 0) + (0,) * len(lead) + (j, 0)
+        dsk[key] = (read_stack_rows, list(layouts), list(paths), y0, y0 + rows)
+        y0 += rows
+    chunks = ((total,),) + tuple((n,) for n in lead) + (row_chunks, (nx,))
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    dtype = np.result_type(*(layout.dtype for layout in layouts))
+    return da.Array(graph, name, chunks=chunks, dtype=dtype)
 
 
 def _lazy_rows(layout: ArrayLayout, path: str, row_chunks: tuple[int, ...], label: str):
@@ -345,13 +405,6 @@ def row_chunks_for(ny: int, bytes_per_row: int, chunk_mb: float | None = None,
     chunk_rows = max(1, min(int(chunk_rows), ny))
     n, rem = divmod(ny, chunk_rows)
     return (chunk_rows,) * n + ((rem,) if rem else ())
-
-
-def _exposure_arrays(info: ExposureInfo, row_chunks: tuple[int, ...]):
-    ramp = _lazy_rows(info.sci, info.path, row_chunks, "sci")
-    gdq = _lazy_rows(info.groupdq, info.path, row_chunks, "groupdq") if info.groupdq else None
-    pdq = _lazy_rows(info.pixeldq, info.path, row_chunks, "pixeldq") if info.pixeldq else None
-    return ramp, gdq, pdq
 
 
 def _stack_bytes_per_row(infos: Sequence[ExposureInfo]) -> int:
@@ -460,16 +513,14 @@ def open_infos(infos: Sequence[ExposureInfo], *, chunk_mb=None, chunk_rows=None,
             raise ValueError(f"row_chunks {rows} do not split the {ny} rows")
     else:
         rows = row_chunks_for(ny, _stack_bytes_per_row(infos), chunk_mb, chunk_rows)
-    arrays = [_exposure_arrays(info, rows) for info in infos]
-    ramp = da.concatenate([a[0] for a in arrays], axis=0) if len(arrays) > 1 else arrays[0][0]
-    have_gdq = all(a[1] is not None for a in arrays)
-    have_pdq = all(a[2] is not None for a in arrays)
-    if len(arrays) > 1:
-        ramp = ramp.rechunk({0: -1})
-    gdq = None
-    if have_gdq:
-        gdq = da.concatenate([a[1] for a in arrays], axis=0).rechunk({0: -1})
-    pdq = functools.reduce(operator.or_, [a[2] for a in arrays]) if have_pdq else None
+    paths = [info.path for info in infos]
+    ramp = _lazy_stack_rows([i.sci for i in infos], paths, rows, "sci")
+    gdq = pdq = None
+    if all(i.groupdq is not None for i in infos):
+        gdq = _lazy_stack_rows([i.groupdq for i in infos], paths, rows, "groupdq")
+    if all(i.pixeldq is not None for i in infos):
+        pdq = functools.reduce(
+            operator.or_, [_lazy_rows(i.pixeldq, i.path, rows, "pixeldq") for i in infos])
     attrs = dict(infos[0].header)
     attrs["inputs"] = [i.path for i in infos]
     return _dataset(infos, ramp, gdq, pdq, attrs)

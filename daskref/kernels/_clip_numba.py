@@ -271,3 +271,60 @@ def robust_std_rows(x, cut, std_out, mean_out):
             m2 = 0.0
         mean_out[i] = mu + np.float64(ref)
         std_out[i] = np.sqrt(m2 / (n - 1)) if n >= 2 else np.nan
+
+
+#: Pixels per tile of the transposing copies: a tile's output rows (a few samples
+#: of 64 pixels each) stay in cache while its input is read along the pixel axis.
+_TILE = 64
+
+
+@numba.njit(cache=True, nogil=True)
+def copy_rows(src, out):
+    """Copy a 2-D ``src`` of any strides into the C-contiguous ``out``, tile by tile.
+
+    ``src`` is typically the (pixel, sample) view of a (sample, y, x) slab, whose
+    pixel axis is the contiguous one: a plain copy walks the output row by row and
+    touches one input cache line per sample; tiles of pixels reuse each line.
+    """
+    npix, ns = src.shape
+    for p0 in range(0, npix, _TILE):
+        p1 = min(p0 + _TILE, npix)
+        for j in range(ns):
+            for p in range(p0, p1):
+                out[p, j] = src[p, j]
+
+
+@numba.njit(cache=True, nogil=True)
+def pixel_differences(ramp, groupdq, use_dq, first, second, bad_either, bad_second, out):
+    """Group differences of every pixel, as C-contiguous rows of samples.
+
+    Parameters
+    ----------
+    ramp : ndarray, (npix, integration, group), any strides, DN
+    groupdq : ndarray of uint8, same shape (ignored unless ``use_dq``)
+    use_dq : bool
+    first, second : ndarray of intp, (ndiff,)
+        Groups of each difference (``second - first``).
+    bad_either, bad_second : int
+        Flags that exclude a difference when set on either group / on its second.
+    out : ndarray of float32, (npix, integration * ndiff)
+        ``out[p, i * ndiff + k]`` is difference ``k`` of integration ``i``
+        (computed in float64, rounded once to float32); NaN where excluded.
+    """
+    npix, nint, _ = ramp.shape
+    ndiff = first.shape[0]
+    for p0 in range(0, npix, _TILE):
+        p1 = min(p0 + _TILE, npix)
+        for i in range(nint):
+            for k in range(ndiff):
+                a = first[k]
+                b = second[k]
+                j = i * ndiff + k
+                for p in range(p0, p1):
+                    v = np.float32(np.float64(ramp[p, i, b]) - np.float64(ramp[p, i, a]))
+                    if use_dq:
+                        ga = groupdq[p, i, a]
+                        gb = groupdq[p, i, b]
+                        if ((ga | gb) & bad_either) != 0 or (gb & bad_second) != 0:
+                            v = np.nan
+                    out[p, j] = v

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dq
+from ._clip_numba import pixel_differences
 from .stats import clipped_std_bias, sigma_clip_stats
 
 #: Group flags that make a group unusable as either end of a difference.
@@ -48,20 +49,28 @@ def group_differences(
     Returns
     -------
     ndarray of float32, (..., integration, difference), DN
+        C-contiguous: each pixel's samples together, as the sort of the clipping
+        needs them. ``apply_ufunc`` hands over a transposed view of an
+        (integration, group, y, x) slab; the compiled loop reads it along the
+        pixel axis and writes the differences in pixel order in one pass, instead
+        of a gather, a subtraction and a transposing copy.
     """
     a, b = group_pairs(ramp.shape[-1], diff_type)
-    d = ramp[..., b].astype(np.float32)
-    d -= ramp[..., a]
-    if groupdq is not None:
-        bad = ((groupdq[..., a] | groupdq[..., b]) & BAD_GROUP) | (groupdq[..., b] & dq.JUMP_DET)
-        d[bad != 0] = np.nan
-    return d
+    lead = ramp.shape[:-2]
+    nint = ramp.shape[-2]
+    r3 = ramp.reshape((-1,) + ramp.shape[-2:])
+    g3 = (groupdq.reshape(r3.shape) if groupdq is not None
+          else np.zeros((1, 1, 1), np.uint8))
+    out = np.empty((r3.shape[0], nint * a.size), np.float32)
+    pixel_differences(r3, g3, groupdq is not None, a, b, int(BAD_GROUP), int(dq.JUMP_DET), out)
+    return out.reshape(lead + (nint, a.size))
 
 
 def _std(samples: np.ndarray, sigma: float, maxiters: int, correct: bool, block: int | None):
     """Clipped standard deviation along the last axis, optionally made unbiased."""
     n_valid = np.count_nonzero(~np.isnan(samples), axis=-1)
-    st = sigma_clip_stats(samples, sigma=sigma, maxiters=maxiters, ddof=0)
+    # the samples are this kernel's own temporary: sorted in place
+    st = sigma_clip_stats(samples, sigma=sigma, maxiters=maxiters, ddof=0, overwrite_input=True)
     std = np.sqrt(st.var)
     if correct:
         std = std / clipped_std_bias(n_valid, sigma=sigma, maxiters=maxiters, block=block)

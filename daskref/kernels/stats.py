@@ -19,7 +19,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from ._clip_numba import clip_rows
+from ._clip_numba import clip_rows, copy_rows
 from ._clip_tables import PRECOMPUTED
 
 
@@ -60,6 +60,7 @@ def sigma_clip_stats(
     sigma: float = 3.0,
     maxiters: int | None = 3,
     ddof: float = 0.0,
+    overwrite_input: bool = False,
 ) -> ClippedStats:
     """Sigma-clipped mean and variance of the samples along the last axis.
 
@@ -79,6 +80,9 @@ def sigma_clip_stats(
         Maximum clipping passes; None iterates to convergence.
     ddof : float
         Delta degrees of freedom of the returned variance.
+    overwrite_input : bool
+        Let a C-contiguous float ``samples`` be sorted in place (as ``np.median``'s
+        option), saving its copy.
 
     Returns
     -------
@@ -92,7 +96,13 @@ def sigma_clip_stats(
     if samples.dtype not in (np.float32, np.float64) or samples.shape[-1] == 0:
         return sigma_clip_stats_numpy(samples, sigma=sigma, maxiters=maxiters, ddof=ddof)
     shape = samples.shape[:-1]
-    x = np.sort(samples.reshape(-1, samples.shape[-1]), axis=-1)  # NaN last
+    rows = samples.reshape(-1, samples.shape[-1])
+    if rows.flags.c_contiguous:
+        x = rows if overwrite_input else rows.copy()
+    else:  # e.g. the (pixel, sample) view of a (sample, y, x) slab
+        x = np.empty(rows.shape, rows.dtype)
+        copy_rows(rows, x)
+    x.sort(axis=-1)  # NaN last
     npix = x.shape[0]
     mean, var, bound, median = (np.empty(npix) for _ in range(4))
     n = np.empty(npix, np.intp)

@@ -66,9 +66,9 @@ def test_each_input_byte_read_once(nircam_darks, monkeypatch):
     calls = []
     real = dfits.read_rows
 
-    def counting(layout, path, y0, y1):
+    def counting(layout, path, y0, y1, out=None):
         calls.append((path, y0, y1))
-        return real(layout, path, y0, y1)
+        return real(layout, path, y0, y1, out=out)
 
     monkeypatch.setattr(dfits, "read_rows", counting)
     stack = open_stack(nircam_darks.paths, chunk_rows=20)

@@ -162,8 +162,8 @@ def test_prep__reads_each_input_once(flat, tmp_path, monkeypatch):
     nbytes: Counter = Counter()
     original = dfits.read_rows
 
-    def counting(layout, path, y0, y1):
-        out = original(layout, path, y0, y1)
+    def counting(layout, path, y0, y1, out=None):
+        out = original(layout, path, y0, y1, out=out)
         calls[str(path)] += 1
         nbytes[str(path)] += (y1 - y0) * layout.nbytes // layout.shape[-2]
         return out

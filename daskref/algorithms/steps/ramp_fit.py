@@ -8,7 +8,7 @@ import numpy as np
 import xarray as xr
 
 from daskref import dq
-from daskref.algorithms._chunks import require_single_chunk
+from daskref.algorithms._chunks import apply_stack, require_single_chunk
 from daskref.algorithms.steps._common import mark_done
 from daskref.algorithms.steps._reference import reference_dataarray, with_dq_arrays
 from daskref.kernels.ramp_fit import OPT_NAMES, RATE_NAMES, fit_ramps
@@ -134,7 +134,7 @@ def ramp_fit(
         save_opt=save_opt,
         max_segments=max_segments,
     )
-    results = xr.apply_ufunc(
+    results = apply_stack(
         _block_fit,
         ds["ramp"],
         ds["groupdq"],
@@ -145,8 +145,7 @@ def ramp_fit(
         input_core_dims=[["integration", "group"], ["integration", "group"], [], [], []],
         output_core_dims=[list(_OUTPUTS[n][0]) for n in names],
         output_dtypes=[_OUTPUTS[n][1] for n in names],
-        dask="parallelized",
-        dask_gufunc_kwargs={"output_sizes": sizes} if sizes else None,
+        output_sizes=sizes if sizes else None,
     )
     out = xr.Dataset(attrs=mark_done(ds, "rate").attrs)
     for name, da_ in zip(names, results, strict=True):
