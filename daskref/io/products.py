@@ -228,9 +228,12 @@ def _allocate(path: str, headers: Sequence[tuple[int, bytes]], size: int) -> str
 
 
 def _write_slab(_allocated, targets, regions, *blocks) -> int:
-    """Store one row slab of several arrays (possibly of several files)."""
+    """Store one row slab of several arrays (possibly of several files).
+
+    ``regions``: per block, the list of its slices (lists, not tuples, in the graph).
+    """
     for target, region, block in zip(targets, regions, blocks, strict=True):
-        target.write(region, block)
+        target.write(tuple(region), block)
     return 0
 
 
@@ -330,28 +333,49 @@ def stream_fits(plans: Sequence[FitsPlan], groups: Sequence[int] | None = None):
         One per plan; each computes to its final path once all its slabs are written
         and the part file renamed. Nothing touches the disk before they are computed.
     """
-    allocs = [dask.delayed(_allocate, pure=False)(p.tmp, p.headers, p.size) for p in plans]
+    # The tasks are written as one graph layer by hand: built call by call with
+    # dask.delayed, each call re-optimised the whole graph so far, which cost
+    # seconds per file for a few dozen slabs.
+    from dask.base import tokenize
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
+
+    token = tokenize([(p.tmp, str(p.path)) for p in plans],
+                     [[a.name for a, _ in p.targets] for p in plans], groups)
+    name = f"write-fits-{token}"
+    layer: dict = {}
+    allocs = [(f"{name}-allocate", k) for k in range(len(plans))]
+    for key, p in zip(allocs, plans, strict=True):
+        layer[key] = (_allocate, p.tmp, p.headers, p.size)
     groups = [0] * len(plans) if groups is None else list(groups)
     slabs: dict[tuple[int, int, int], list] = {}
+    arrays = []
     for k, plan in enumerate(plans):
         for array, target in plan.targets:
-            blocks = array.to_delayed(optimize_graph=False)
+            arrays.append(array)
+            keys = np.empty([len(c) for c in array.chunks], dtype=object)
+            for index in np.ndindex(*keys.shape):
+                keys[index] = (array.name, *index)
             for index, region in _regions(array.chunks):
                 slabs.setdefault((groups[k], *_row_range(region)), []).append(
-                    (k, target, region, blocks[index]))
+                    (k, target, region, keys[index]))
     writes_of: list[list] = [[] for _ in plans]
-    done: list = []
-    for rows in sorted(slabs):
+    previous = None
+    for j, rows in enumerate(sorted(slabs)):
         items = slabs[rows]
         files = sorted({k for k, *_ in items})
-        task = dask.delayed(_write_slab, pure=False)(
-            ([allocs[k] for k in files], done[-1] if done else None), [t for _, t, _, _ in items],
-            [r for _, _, r, _ in items], *[b for *_, b in items])
-        done.append(task)
+        key = (f"{name}-slab", j)
+        layer[key] = (_write_slab, [[allocs[k] for k in files], previous],
+                      [t for _, t, _, _ in items], [list(r) for _, _, r, _ in items],
+                      *[b for *_, b in items])
+        previous = key
         for k in files:
-            writes_of[k].append(task)
-    return [dask.delayed(_finalize, pure=False)(writes, p.tmp, str(p.path))
-            for writes, p in zip(writes_of, plans, strict=True)]
+            writes_of[k].append(key)
+    finals = [(f"{name}-finalize", k) for k in range(len(plans))]
+    for key, writes, p in zip(finals, writes_of, plans, strict=True):
+        layer[key] = (_finalize, writes, p.tmp, str(p.path))
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=arrays)
+    return [Delayed(key, graph, layer=name) for key in finals]
 
 
 def fits_writer(path: str | os.PathLike, primary: Mapping,
