@@ -28,7 +28,7 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 @numba.njit(**_JIT)
 def _pairwise_block(a, lo, n):
-    """numpy's pairwise sum of ``a[lo:lo + n]`` for ``n <= 128`` (one unrolled block)."""
+    """Pairwise sum of ``a[lo:lo + n]`` as numpy does it, for ``n <= 128`` (one block)."""
     if n < 8:
         res = 0.0
         for j in range(n):
@@ -62,7 +62,7 @@ def _pairwise_block(a, lo, n):
 
 @numba.njit(**_JIT)
 def _pairwise(a, lo, n):
-    """numpy's pairwise sum of ``a[lo:lo + n]`` (``pairwise_sum`` in its loops).
+    """Pairwise sum of ``a[lo:lo + n]`` as numpy does it (``pairwise_sum`` in its loops).
 
     Above 128 values numpy halves the range (the first half a multiple of 8) and
     adds the two sums; the halving runs here on an explicit stack, because a
@@ -124,8 +124,10 @@ def _axis0_sum(a, n, single_column):
 
 @numba.njit(**_JIT)
 def _power_index(snr, lows):
-    """Row of :data:`~daskref.kernels.ramp_fit.OPTIMAL_POWER_TABLE` for ``snr`` (first
-    match), or its length for P = 0."""
+    """Row of :data:`~daskref.kernels.ramp_fit.OPTIMAL_POWER_TABLE` for ``snr``.
+
+    The first matching row, or the table's length for P = 0.
+    """
     for j in range(lows.shape[0]):
         if snr > lows[j]:
             return j
@@ -134,8 +136,10 @@ def _power_index(snr, lows):
 
 @numba.njit(**_JIT)
 def _select(a, m, k):
-    """The ``k``-th smallest of ``a[:m]`` (no NaN), partially reordering ``a`` so that
-    everything after position ``k`` is at least it (Hoare's selection)."""
+    """The ``k``-th smallest of ``a[:m]`` (no NaN), by Hoare's selection.
+
+    Reorders ``a`` so that everything after position ``k`` is at least that value.
+    """
     left = 0
     right = m - 1
     while right > left:

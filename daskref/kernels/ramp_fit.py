@@ -12,8 +12,8 @@ from typing import Literal
 import numpy as np
 
 from daskref import dq
-from daskref.kernels._groups import running_count, running_or
 from daskref.kernels._clip_numba import copy_rows
+from daskref.kernels._groups import running_count, running_or
 from daskref.kernels._ramp_fit_numba import fit_block
 
 #: Signal-to-noise thresholds (exclusive lower bounds) and the weighting exponent P
