@@ -264,8 +264,8 @@ def write(ds: xr.Dataset, path, meta: CrdsMeta):
 GAIN_TYPE = register(RefType(
     reflabel="gain", reftype=REFTYPE, datamodel=DATAMODEL,
     summary="GAIN reference file by photon transfer (flat pairs, dark pairs)",
-    inputs="flats", imtypes="DDFF", ssbsteps=None,
-    algorithm=_gain.gain, build=build, write=write,
+    inputs="darks+flats", imtypes="DDFF", ssbsteps=None,
+    algorithm=_gain.gain, build=build, write=write, merge_sets=True, check_set=check_set,
     params=[
         Param("box_size", "side of the boxes, pixels"),
         Param("clip_sigma", "sigma clipping of each box's pixels"),
