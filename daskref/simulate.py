@@ -23,6 +23,12 @@ Signal model of integration ``i``, group ``g`` of pixel ``(y, x)``, in DN::
   the noise of one read is ``readnoise_cds / sqrt(2)``.
 * Cosmic rays add a step at a random group; their positions and amplitudes are
   recorded in :attr:`Exposure.cosmic_rays`.
+* With ``ipc_alpha`` (default 0: none) inter-pixel capacitance couples every science
+  pixel's collected signal (charge, cosmic rays included, over the gain) to its 4
+  nearest neighbours: the read signal is the convolution with the kernel
+  ``[[0, a, 0], [a, 1 - 4a, a], [0, a, 0]]`` (:meth:`DetectorTruth.ipc`). It acts after
+  the shot noise, so neighbours' noise is correlated and a flat's variance is
+  ``(1 - 4a)^2 + 4a^2`` of the Poisson one, and before the non-linearity and the well.
 * Values are clipped at ``saturation`` (DN) and at 65535.
 
 Optionally (all fractions default to 0) pixels are given one bad-pixel class each,
@@ -159,6 +165,8 @@ class DetectorTruth:
     gain_map : ndarray, optional
         Per-pixel gain, e-/DN (per amplifier plus pixel scatter); None: ``gain``
         everywhere.
+    ipc_alpha : float
+        Nearest-neighbour inter-pixel capacitance coupling ``a`` (:meth:`ipc`; 0: none).
 
     The other attributes (``ktc_noise`` ... ``seed``) are the scalar settings of
     :func:`make_truth`.
@@ -193,6 +201,7 @@ class DetectorTruth:
     nonlin_quadratic: np.ndarray | None = field(default=None, repr=False)
     nonlin_cubic: np.ndarray | None = field(default=None, repr=False)
     gain_map: np.ndarray | None = field(default=None, repr=False)
+    ipc_alpha: float = 0.0
 
     def __post_init__(self):
         shape = self.bias.shape
@@ -272,6 +281,48 @@ class DetectorTruth:
             f = s * (1.0 - q * u - c * u * u) - m
             s = s - f / (1.0 - 2.0 * q * u - 3.0 * c * u * u)
         return s
+
+    @property
+    def ipc_kernel(self) -> np.ndarray:
+        """The 3 x 3 IPC kernel ``[[0, a, 0], [a, 1 - 4a, a], [0, a, 0]]``, a = ``ipc_alpha``."""
+        a = float(self.ipc_alpha)
+        return np.array([[0.0, a, 0.0], [a, 1.0 - 4.0 * a, a], [0.0, a, 0.0]])
+
+    def ipc(self, signal: np.ndarray) -> np.ndarray:
+        """The signal read through the IPC kernel, DN (``signal`` itself without IPC).
+
+        Every science pixel gives ``a`` of its signal to each science neighbour (up,
+        down, left, right) and receives ``a`` of theirs: inside the array that is the
+        convolution with :attr:`ipc_kernel`; at the edges of the array and beside
+        reference pixels (which neither give nor receive) a pixel keeps what it has no
+        neighbour to give to, so no signal is lost.
+
+        Parameters
+        ----------
+        signal : ndarray, (y, x), DN
+            Collected signal (charge over gain) of every pixel.
+
+        Returns
+        -------
+        ndarray float64, (y, x), DN
+        """
+        s = np.asarray(signal, np.float64)
+        a = float(self.ipc_alpha)
+        if a == 0.0:
+            return s
+        sci = ~self.reference
+        s = np.where(sci, s, 0.0)
+        flow = np.zeros_like(s)  # what each pixel gains from its neighbours, net
+        for axis in (0, 1):
+            lo = [slice(None)] * 2
+            hi = [slice(None)] * 2
+            lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+            lo, hi = tuple(lo), tuple(hi)
+            both = sci[lo] & sci[hi]  # a coupled pair of neighbours
+            step = np.where(both, a * (s[hi] - s[lo]), 0.0)
+            flow[lo] += step
+            flow[hi] -= step
+        return s + flow
 
     def saturation_level(self) -> np.ndarray:
         """Raw level (reset level included) at which every pixel's ramp stops, DN.
@@ -382,6 +433,7 @@ def make_truth(
     nonlin_scatter: float = 0.1,
     amp_gains: Sequence[float] | None = None,
     gain_scatter: float = 0.0,
+    ipc_alpha: float = 0.0,
 ) -> DetectorTruth:
     """Draw the properties of a simulated detector.
 
@@ -473,6 +525,10 @@ def make_truth(
         Gain of each amplifier, e-/DN (``NOUTPUTS`` values; default ``gain`` for
         all); with ``gain_scatter`` (fractional pixel scatter) they make
         :attr:`DetectorTruth.gain_map`.
+    ipc_alpha : float
+        Inter-pixel capacitance: the coupling ``a`` of every science pixel to each of
+        its 4 nearest neighbours (:meth:`DetectorTruth.ipc`), in [0, 0.25); 0 (the
+        default) leaves every simulation as it was without IPC.
 
     Returns
     -------
@@ -481,8 +537,8 @@ def make_truth(
     Raises
     ------
     ValueError
-        A window that does not fit, or class fractions outside [0, 1] or summing
-        (with ``hot_fraction``) to more than 1.
+        A window that does not fit, class fractions outside [0, 1] or summing
+        (with ``hot_fraction``) to more than 1, or an ``ipc_alpha`` outside [0, 0.25).
 
     Notes
     -----
@@ -501,6 +557,8 @@ def make_truth(
             raise ValueError(f"{name}_fraction must be in [0, 1], not {value}")
     if sum(fractions.values()) + hot_fraction > 1.0:
         raise ValueError("the bad-pixel fractions (hot included) sum to more than 1")
+    if not 0.0 <= float(ipc_alpha) < 0.25:
+        raise ValueError(f"ipc_alpha must be in [0, 0.25), not {ipc_alpha}")
     instrument = instrument.upper()
     miri = instrument == "MIRI"
     full = MIRI_FULL if miri else NIR_FULL
@@ -602,7 +660,7 @@ def make_truth(
         telegraph_switch_probability=float(telegraph_switch_probability),
         low_pedestal_offset=low_offset,
         low_pedestal_int_fraction=float(low_pedestal_int_fraction),
-        response=response,
+        response=response, ipc_alpha=float(ipc_alpha),
     )
     _draw_well_and_gain(truth, seed, full_well, full_well_scatter, nonlin_quadratic,
                         nonlin_cubic, nonlin_scatter, amp_gains, gain_scatter)
@@ -794,6 +852,7 @@ def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Gener
     # with a well (and non-linearity) the read signal is f(linear); the plain sum else,
     # unchanged in every operation so existing simulations stay bit-identical
     nonlinear = truth.full_well is not None
+    coupled = float(truth.ipc_alpha) > 0.0
     if nonlinear:
         well_level = (truth.bias + truth.measured_signal(truth.full_well)).astype(np.float32)
     bias = truth.bias.astype(np.float32)
@@ -828,10 +887,20 @@ def _planes(truth: DetectorTruth, nints: int, ngroups: int, rng: np.random.Gener
             if truth.odd_even_offset > 0:
                 offsets += truth.odd_even_offset * rng.standard_normal(8)
             rows = _row_noise(rng, ny, truth.row_noise, truth.row_noise_scale).astype(np.float32)
+            if coupled:
+                # IPC couples the collected signal (after its shot noise), before the
+                # non-linearity; without IPC the expressions below are untouched, so
+                # every other simulation stays bit-identical
+                signal = truth.ipc(electrons / gain + cr_signal)
             if nonlinear:
+                linear = signal if coupled else electrons / gain + cr_signal
                 # a full well reads one absolute level, whatever the reset offset was
-                plane = (np.minimum(reset + truth.measured_signal(electrons / gain + cr_signal)
+                plane = (np.minimum(reset + truth.measured_signal(linear)
                                     .astype(np.float32), well_level)
+                         + offsets[col_group][None, :] + rows[:, None]
+                         + read_sigma * rng.standard_normal((ny, nx), np.float32))
+            elif coupled:
+                plane = (reset + signal.astype(np.float32)
                          + offsets[col_group][None, :] + rows[:, None]
                          + read_sigma * rng.standard_normal((ny, nx), np.float32))
             else:
@@ -1185,9 +1254,9 @@ def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:
     FLUX (DN/s), PIXEL_CLASS (uint8, codes :data:`PIXEL_CLASSES`, listed as
     ``CLASSn`` keywords of its header), NOISE_FACTOR, RC_AMPLITUDE (signed DN),
     RC_TAU (s), TELEGRAPH_AMPLITUDE (DN), LOW_PEDESTAL_OFFSET (DN) and RESPONSE
-    (relative response to light); the primary
-    header has the detector keywords, GAIN, KTCNOISE, TELPSWIT (telegraph switch
-    probability) and LOWPFRAC (fraction of low-pedestal integrations).
+    (relative response to light); the primary header has the detector keywords, GAIN,
+    IPCALPHA (with IPC), KTCNOISE, TELPSWIT (telegraph switch probability) and LOWPFRAC
+    (fraction of low-pedestal integrations).
 
     Parameters
     ----------
@@ -1208,6 +1277,8 @@ def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:
     for key, value in truth.attrs.items():
         primary.header[key] = value
     primary.header["GAIN"] = (truth.gain, "e-/DN")
+    if truth.ipc_alpha:  # (absent without IPC: those truth files are as they were)
+        primary.header["IPCALPHA"] = (float(truth.ipc_alpha), "nearest-neighbour IPC coupling")
     primary.header["KTCNOISE"] = (truth.ktc_noise, "DN")
     primary.header["TELPSWIT"] = (truth.telegraph_switch_probability,
                                   "telegraph flip probability per group")

@@ -1,6 +1,9 @@
-"""Precomputed clipped-std bias factors (see ``stats.clipped_std_bias``).
+"""Precomputed Monte Carlo tables of :mod:`daskref.kernels.stats`.
 
-Regenerate with ``python -m daskref.kernels._clip_tables``.
+The clipped-std bias factors (``stats.clipped_std_bias``), the estimator errors
+(``stats.estimator_error_factor``) and the clipped-variance covariances
+(``stats.clipped_variance_covariance``). Regenerate with
+``python -m daskref.kernels._clip_tables``.
 """
 
 PRECOMPUTED: dict = {
@@ -46,6 +49,11 @@ PRECOMPUTED: dict = {
         1.013789, 1.012563, 1.014124, 1.015491, 1.023568, 1.015612, 1.018403,
         1.023194, 1.018067,
     ],
+    ('varcov', 3.0, 3): [
+        0.000000, 0.003231, 0.011338, 0.023733, 0.041785, 0.064346, 0.093435,
+        0.128093, 0.167230, 0.210931, 0.261315, 0.317439, 0.380572, 0.449018,
+        0.523658, 0.607068, 0.694972, 0.792315, 0.899683, 1.018149, 1.176002,
+    ],
 }
 
 #: Parameter sets precomputed here: std-bias keys ``(sigma, maxiters, block)`` with
@@ -54,6 +62,8 @@ PRECOMPUTED: dict = {
 STD_BIAS_KEYS = [(3.0, 3, None), (3.0, 5, None)]
 ERROR_KEYS = [("error", "mean", 3.0, 5), ("error", "median", 3.0, 5),
               ("error", "median", float("inf"), 0), ("error", "mean", 3.0, 3)]
+#: Clipped-variance covariance keys ``("varcov", sigma, maxiters)`` (10x the budget).
+VARCOV_KEYS = [("varcov", 3.0, 3)]
 
 if __name__ == "__main__":
     from daskref.kernels import stats
@@ -64,5 +74,8 @@ if __name__ == "__main__":
         print(f"    {key!r}: [" + ", ".join(f"{v:.6f}" for v in table) + "],")
     for key in ERROR_KEYS:
         table = stats._error_factor_table(*key[1:], budget=20_000_000)
+        print(f"    {key!r}: [" + ", ".join(f"{v:.6f}" for v in table) + "],")
+    for key in VARCOV_KEYS:
+        table = stats._variance_covariance_table(*key[1:], budget=20_000_000)
         print(f"    {key!r}: [" + ", ".join(f"{v:.6f}" for v in table) + "],")
     print("}")

@@ -346,3 +346,73 @@ def estimator_error_factor(
     with np.errstate(invalid="ignore", divide="ignore"):
         f = np.interp(np.log(np.clip(n, 2, None)), np.log(_ERROR_GRID), table)
     return np.where(n >= 2, f, np.where(n == 1, 1.0, np.nan))
+
+
+#: Correlations of the :func:`clipped_variance_covariance` table.
+_RHO_GRID = np.linspace(0.0, 1.0, 21)
+
+
+@lru_cache(maxsize=32)
+def _variance_covariance_table(
+    sigma: float, maxiters: int | None, budget: int = 2_000_000, n: int = 512
+) -> np.ndarray:
+    """Monte Carlo ``n Cov(v_x, v_y) / 2`` on :data:`_RHO_GRID` (unit variances).
+
+    ``v`` is the clipped variance made unbiased (divided by :func:`clipped_std_bias`
+    squared) of ``n`` samples; ``y = rho x + sqrt(1 - rho^2) z`` shares the random
+    numbers of every grid point, so the table is smooth in ``rho``. ``budget`` samples
+    per series give a precision of about ``sqrt(2 n / budget)`` (2 % for the runtime
+    default, 0.7 % for the precomputed one).
+    """
+    key = ("varcov", sigma, maxiters)
+    if budget == 2_000_000 and key in PRECOMPUTED:
+        return np.asarray(PRECOMPUTED[key])
+    rng = np.random.default_rng(20261205)
+    trials = max(budget // n, 2000)
+    x = rng.standard_normal((trials, n))
+    z = rng.standard_normal((trials, n))
+    f2 = float(clipped_std_bias(n, sigma=sigma, maxiters=maxiters)) ** 2
+    vx = sigma_clip_stats(x, sigma=sigma, maxiters=maxiters).var / f2
+    vx = vx - vx.mean()
+    out = np.empty(_RHO_GRID.size)
+    for i, rho in enumerate(_RHO_GRID):
+        y = rho * x + math.sqrt(max(1.0 - rho * rho, 0.0)) * z
+        vy = sigma_clip_stats(y, sigma=sigma, maxiters=maxiters).var / f2
+        out[i] = np.mean(vx * (vy - vy.mean())) * n / 2.0
+    out[0] = 0.0  # independent samples: zero exactly (the Monte Carlo's is noise)
+    return out
+
+
+def clipped_variance_covariance(
+    rho: np.ndarray | float, *, sigma: float, maxiters: int | None
+) -> np.ndarray:
+    """Covariance of two clipped variance estimates, in units of ``2 s_x^2 s_y^2 / n``.
+
+    For ``n`` pairs of normal samples ``(x, y)`` with standard deviations ``s_x``,
+    ``s_y`` and correlation ``rho``, the variances of the ``x`` and of the ``y``
+    clipped as in :func:`sigma_clip_stats` and made unbiased with
+    :func:`clipped_std_bias` have ``Cov = phi(rho) 2 s_x^2 s_y^2 / n``. Without
+    clipping ``phi = rho^2`` (the normal-theory result); clipping makes the estimate
+    noisier, the more so the more correlated the samples: for 3 sigma ``phi / rho^2``
+    rises from about 1.04 at ``rho`` 0.3 to 1.07 at 0.7 and 1.18 at 1 (the standard
+    error of one clipped variance is 8 % above ``sqrt(2 / n)``). From a seeded Monte
+    Carlo with 512 samples, interpolated linearly in ``rho``; the dependence on ``n``
+    is within the table's precision from about 100 samples on.
+
+    Parameters
+    ----------
+    rho : float or ndarray
+        Correlation of the paired samples, in [-1, 1] (``phi`` is even in ``rho``).
+    sigma, maxiters : float, int or None
+        Clipping parameters.
+
+    Returns
+    -------
+    ndarray
+        ``phi(rho)``, dimensionless.
+    """
+    r = np.abs(np.asarray(rho, dtype=np.float64))
+    if not np.isfinite(sigma) or maxiters == 0:
+        return r * r
+    table = _variance_covariance_table(float(sigma), maxiters)
+    return np.interp(np.clip(r, 0.0, 1.0), _RHO_GRID, table)

@@ -33,6 +33,7 @@ __all__ = [
     "InputFile",
     "image_sets",
     "match_pairs",
+    "merge_sets",
     "normalize_imtypes",
     "pair_consecutive",
 ]
@@ -465,3 +466,45 @@ def image_sets(files: Iterable[InputFile], imtypes: str, *,
                                  f"DD pair within {_limit_text(ddff_limit)}, skipped")
 
     return sets, notes
+
+
+def merge_sets(sets: Iterable[ImageSet]) -> tuple[list[ImageSet], list[str]]:
+    """One set per (detector, readout) from every set of it, for a type that fits them all.
+
+    Photon transfer fits every level of a detector at once: its ``DDFF`` sets (a flat
+    pair and a dark pair each) or ``FF`` sets (a flat pair each) become one set per
+    detector and readout whose members are the darks and then the flats, each in the
+    order of the sets and each file once (a dark pair matched to several flat pairs
+    is used once), so consecutive members of a kind stay the sets' pairs.
+
+    Parameters
+    ----------
+    sets : iterable of ImageSet
+        From :func:`image_sets`, in its order.
+
+    Returns
+    -------
+    merged : list of ImageSet
+        In the order of each group's first set.
+    notes : list of str
+        One line per merged group, e.g. ``"NRCA1 (...): 5 sets merged into 1 (5 flat
+        pairs, 1 dark pair)"``.
+    """
+    groups: dict[tuple, list[ImageSet]] = {}
+    for imset in sets:
+        groups.setdefault((imset.detector, imset.readout), []).append(imset)
+    merged, notes = [], []
+    for (detector, readout), members in groups.items():
+        seen: set[str] = set()
+        darks, flats = [], []
+        for imset in members:
+            for _, f in imset.members:
+                if f.path in seen:
+                    continue
+                seen.add(f.path)
+                (darks if f.kind == "dark" else flats).append(f)
+        merged.append(ImageSet(detector, readout, tuple(_labelled(darks + flats))))
+        notes.append(f"{_group_label(detector, readout)}: {_plural(len(members), 'set')} "
+                     f"merged into 1 ({_plural(len(flats) // 2, 'flat pair')}, "
+                     f"{_plural(len(darks) // 2, 'dark pair')})")
+    return merged, notes

@@ -42,7 +42,7 @@ from ..prep.stack import concat_integrations, default_steps
 from ..prep.steps import parse_steps, steps_to_run
 from ..reftypes._inputs import describe_reference
 from ..reftypes.registry import REGISTRY, RefType
-from .grouping import ImageSet, InputFile, image_sets
+from .grouping import ImageSet, InputFile, image_sets, merge_sets
 from .inputs import read_inputs
 
 log = logging.getLogger("daskref.mkrefs")
@@ -339,6 +339,10 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
         grouped = ([dataclasses.replace(f, readout=f.readout[:1]) for f in inputs]
                    if mixed else inputs)
         sets, set_notes = image_sets(grouped, fw["imtypes"], **limits)
+        if rt.merge_sets and sets:
+            # one product per detector and readout from all its sets (GAIN's levels)
+            sets, merge_notes = merge_sets(sets)
+            set_notes += merge_notes
         notes += [f"{label}: {n}" for n in set_notes]
         params = config.parameters(label)
         meta = config.metadata(label)
@@ -348,6 +352,13 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
                 raise MkrefsError(f"{label}: imtypes {fw['imtypes']!r} gives sets with "
                                   f"{' and '.join(sorted(k + 's' for k in kinds))}, but "
                                   f"{label} takes {rt.inputs} only")
+            if rt.check_set is not None:
+                # a set the type cannot use: one line now, before anything is read
+                try:
+                    rt.check_set([f.path for f in imset.flats], [f.path for f in imset.darks])
+                except InputError as exc:
+                    raise MkrefsError(f"{label}: the set of {imset.detector} "
+                                      f"({_plural_files(imset)}): {exc}") from None
             attrs = infos[imset.members[0][1].path].header
             steps = _steps_for(fw, attrs)
             if steps is not None and "mask" not in reffile4ssb:
@@ -408,6 +419,13 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
     prep_rows = _prep_rows([j for j in jobs if j.make], dirs, data, options, infos)
     return Plan(config=config, dirs=dirs, files=inputs, infos=infos, jobs=jobs, finals=finals,
                 notes=notes, prep=prep_rows, options=dict(options))
+
+
+def _plural_files(imset: ImageSet) -> str:
+    """``"4 flats, 2 darks"`` of a set."""
+    parts = [f"{len(files)} {kind}{'s' if len(files) != 1 else ''}"
+             for kind, files in (("flat", imset.flats), ("dark", imset.darks)) if files]
+    return ", ".join(parts)
 
 
 def _order_stages(jobs: list[Job]) -> None:
@@ -595,8 +613,20 @@ def execute(p: Plan, *, progress: bool = False, spill_dir=None) -> dict:
                     products.append(job.rt.build(inputs, **extra, **params))
                     jobs_made.append(job)
                     continue
-                inputs = _inputs_of(job, p.infos, rows_k, cache, prep_by_input, spill_dir,
-                                    shared)
+                if job.rt.inputs == "darks+flats":
+                    # one stack per kind (GAIN: the flat pairs and the dark pairs)
+                    inputs = {}
+                    for kind in ("darks", "flats"):
+                        members = tuple((lab, f) for lab, f in job.imset.members
+                                        if f.kind == kind[:-1])
+                        if members:
+                            part = dataclasses.replace(
+                                job, imset=dataclasses.replace(job.imset, members=members))
+                            inputs[kind] = _inputs_of(part, p.infos, rows_k, cache,
+                                                      prep_by_input, spill_dir, shared)
+                else:
+                    inputs = _inputs_of(job, p.infos, rows_k, cache, prep_by_input,
+                                        spill_dir, shared)
                 extra = dict(steps=job.steps, **job.refs) if job.rt.ssbsteps else {}
                 products.append(job.rt.build(inputs, **extra, **params))
                 jobs_made.append(job)

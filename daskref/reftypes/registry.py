@@ -177,6 +177,13 @@ class RefType:
     includes : tuple of RefType
         Types whose parameters this one also takes (the combined MASK takes those of
         the MASK from darks and from flats).
+    merge_sets : bool
+        In mkrefs, every image set of one detector and readout goes into one product
+        (GAIN: one photon-transfer fit over all the levels), its members keeping the
+        sets' order and pairs, each file once.
+    check_set : callable, optional
+        ``check_set(flats, darks)`` (paths) raises an ``InputError`` for a set the type
+        cannot use, so that mkrefs refuses it while planning, before any work.
 
     A parameter's default and kind come from the ``algorithm``'s signature or, for
     one the algorithm does not see (a file to read, such as ``manual_flag_file``),
@@ -199,6 +206,8 @@ class RefType:
     input_flag: str | tuple[str, ...] | None = None
     requires: tuple[str, ...] = ()
     includes: tuple[RefType, ...] = ()
+    merge_sets: bool = False
+    check_set: Callable | None = None
     parameters: dict[str, Param] = field(init=False, repr=False)
 
     def __post_init__(self):

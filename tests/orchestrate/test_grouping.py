@@ -15,6 +15,7 @@ from daskref.orchestrate.grouping import (
     InputFile,
     image_sets,
     match_pairs,
+    merge_sets,
     normalize_imtypes,
     pair_consecutive,
 )
@@ -212,6 +213,27 @@ def test_DDFF_balances_dd_reuse_earliest_first():
     assert all(s.labels == ("D1", "D2", "F1", "F2") for s in sets)
     assert notes == [PREFIX + "DDFF: 4 darks give 2 pairs; 6 flats give 3 pairs; "
                      "3 sets (DD pair usage 2, 1)"]
+
+
+def test_merge_sets_keeps_pairs_and_uses_each_file_once():
+    """GAIN's rule: every DDFF set of a detector and readout in one set, darks first."""
+    darks = [dark("d1", 0.0), dark("d2", 0.125), dark("d3", 0.5), dark("d4", 0.625)]
+    flats = [flat("f1", 1.0), flat("f2", 1.125), flat("f3", 2.0), flat("f4", 2.125),
+             flat("f5", 3.0), flat("f6", 3.125), flat("g1", 1.0, ro=RO_B),
+             flat("g2", 1.125, ro=RO_B)]
+    sets, _ = image_sets(flats + darks, "DDFF")
+    merged, notes = merge_sets(sets)
+    # the (d1, d2) pair served two flat pairs: it is there once; the other readout has
+    # no dark pair, hence no DDFF set
+    assert summary(merged) == [("NRCA1", RO, ("D1", "D2", "D3", "D4", "F1", "F2", "F3", "F4",
+                                              "F5", "F6"),
+                                ["d1", "d2", "d3", "d4", "f1", "f2", "f3", "f4", "f5", "f6"])]
+    assert notes == ["NRCA1 (SUB160, RAPID, 20, 1, 0): 3 sets merged into 1 (3 flat pairs, "
+                     "2 dark pairs)"]
+    ff, _ = image_sets(flats, "FF")
+    merged, notes = merge_sets(ff)
+    assert [names(s) for s in merged] == [["g1", "g2"], ["f1", "f2", "f3", "f4", "f5", "f6"]]
+    assert merge_sets([]) == ([], [])
 
 
 def test_FFDD_lists_flats_first():
