@@ -206,14 +206,15 @@ def is_raw(header: dict) -> bool:
 def _count_keyword(path: str, header: dict, key: str, expected: int, axis: str,
                    shape: tuple[int, ...]) -> None:
     """Refuse a missing, non-integer or wrong NGROUPS/NINTS: it describes the data."""
+    counted = f"{expected} {axis}" + ("" if expected == 1 else "s")
     if key not in header:
-        raise InputError(path, f"has no {key} keyword; SCI {shape} has {expected} "
-                         f"{axis}s (a ramp's header must say so)")
+        raise InputError(path, f"has no {key} keyword; SCI {shape} has {counted} "
+                         "(a ramp's header must say so)")
     value = header[key]
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InputError(path, f"{key} is {value!r}, not a whole number of {axis}s")
     if int(value) != expected:
-        raise InputError(path, f"{key} is {value} but SCI {shape} has {expected} {axis}s: "
+        raise InputError(path, f"{key} is {value} but SCI {shape} has {counted}: "
                          "header and data disagree")
 
 
@@ -309,6 +310,16 @@ def _fingerprint(path: str, primary: dict, layouts) -> str:
     return digest.hexdigest()
 
 
+def group_time_problem(value) -> str | None:
+    """What is wrong with a ``TGROUP`` value (missing, not a positive number), or None."""
+    if value is None:
+        return "has no TGROUP keyword (the group time, s)"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+            or not np.isfinite(value) or value <= 0:
+        return f"TGROUP is {value!r}, not a positive number of seconds (the group time)"
+    return None
+
+
 def check_group_time(infos: Sequence[ExposureInfo], why: str) -> None:
     """Every input has a positive ``TGROUP`` (s), which ``why`` needs.
 
@@ -318,14 +329,9 @@ def check_group_time(infos: Sequence[ExposureInfo], why: str) -> None:
         Naming the first file without one, or with zero, a negative number or text.
     """
     for info in infos:
-        value = info.header.get("TGROUP")
-        if value is None:
-            raise InputError(info.path, f"has no TGROUP keyword (the group time, s); "
-                             f"{why} needs it")
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-                or not np.isfinite(value) or value <= 0:
-            raise InputError(info.path, f"TGROUP is {value!r}; the group time must be a "
-                             f"positive number of seconds ({why} needs it)")
+        problem = group_time_problem(info.header.get("TGROUP"))
+        if problem:
+            raise InputError(info.path, f"{problem}; {why} needs it")
 
 
 def scan(paths: Sequence[str | os.PathLike] | str | os.PathLike, *,

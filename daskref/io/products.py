@@ -564,7 +564,11 @@ REFERENCE_EXTENSIONS: dict[str, dict[str, str]] = {
 }
 _DIMS = {"dark": ("group", "y", "x"), "linearity": ("coeff", "y", "x")}
 _REF_KEYS = ("SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2", "NFRAMES", "GROUPGAP",
-             "INSTRUME", "DETECTOR", "REFTYPE", "NGROUPS", "NINTS")
+             "INSTRUME", "DETECTOR", "REFTYPE", "NGROUPS", "NINTS", "READPATT", "SUBARRAY")
+#: The REFTYPE of the file each reference argument takes.
+REFERENCE_REFTYPES = {"mask": "MASK", "saturation": "SATURATION", "superbias": "SUPERBIAS",
+                      "linearity": "LINEARITY", "dark": "DARK", "readnoise": "READNOISE",
+                      "gain": "GAIN"}
 
 
 def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None = None,
@@ -597,7 +601,8 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
     Raises
     ------
     daskref.io.fits.InputError
-        Missing or unreadable file, or a required extension absent.
+        Missing, a directory or unreadable file, a ``REFTYPE`` keyword of another
+        type, or a required extension absent.
     """
     from daskref.io.fits import InputError
 
@@ -606,6 +611,14 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
         raise ValueError(f"unknown reference kind {kind!r}")
     if not os.path.exists(path):
         raise InputError(path, f"no such file (given as the {kind} reference)")
+    if os.path.isdir(path):
+        raise InputError(path, f"is a directory (given as the {kind} reference)")
+    try:
+        with open(path, "rb"):
+            pass
+    except PermissionError:
+        raise InputError(path, f"cannot be read: permission denied (given as the {kind} "
+                         "reference)") from None
     try:
         with fits.open(path, memmap=False) as hdul:
             names = [h.name.upper() for h in hdul]
@@ -615,6 +628,12 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
                        for ext in REFERENCE_EXTENSIONS[kind] if ext in names}
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise InputError(path, f"is not a readable FITS reference file ({exc})") from None
+    want = REFERENCE_REFTYPES[kind]
+    have = str(attrs.get("REFTYPE", "")).strip().upper()
+    # a file without REFTYPE (not from CRDS) is taken on its extensions alone
+    if have and have != want:
+        raise InputError(path, f"REFTYPE is {have}, but it is given as the {kind} reference, "
+                         f"which needs a {want} file")
     value_ext = next((e for e, v in REFERENCE_EXTENSIONS[kind].items() if v != "dq"), "DQ")
     if value_ext not in layouts:
         raise InputError(path, f"has no {value_ext} extension; not a {kind} reference file")

@@ -49,10 +49,16 @@ def prepared_stack(rt: RefType, inputs, *, steps: str | None, refs: Mapping,
         steps = default_steps(rt.ssbsteps, rt.ssbsteps_miri, attrs,
                               have_mask=refs.get("mask") is not None)
     stack = prep_stack(inputs, steps=steps, chunk_mb=chunk_mb, spill_dir=spill_dir,
-                       require=rt.requires, **refs, **prep_params)
+                       require=rt.requires, group_time=group_time_for(rt), **refs,
+                       **prep_params)
     stack.attrs["prep_references"] = {k: describe_reference(v) for k, v in refs.items()
                                       if v is not None}
     return stack
+
+
+def group_time_for(rt: RefType) -> str | None:
+    """What to name when an input lacks the TGROUP the type needs (None: not needed)."""
+    return f"the {rt.reftype} ({rt.reflabel})" if rt.needs_group_time else None
 
 
 def describe_reference(value) -> str:
