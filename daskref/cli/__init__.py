@@ -134,7 +134,18 @@ def _check_output(path: str) -> Path:
         raise UsageError(f"{out}: output is a directory; give a file name like {out}/ref.fits")
     if out.suffix.lower() != ".fits":
         raise UsageError(f"{out}: output must end in .fits")
+    _check_parent(out)
     return out
+
+
+def _check_parent(out: Path) -> None:
+    """The nearest existing ancestor of an output must be a directory (the rest is made)."""
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{out}: {parent} is a file, not a directory; the output "
+                                 "cannot be written under it")
+            return
 
 
 def _add_reftype_options(p, rt):
@@ -465,6 +476,7 @@ def cmd_prep(args) -> int:
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: -o must be a directory")
+    _check_parent(outdir)
     if not args.fits and not args.zarr:
         raise UsageError("--no-fits without --zarr would write nothing")
     refs = {name: _reference_value(name, getattr(args, name)) for name in PREP_REFERENCES}

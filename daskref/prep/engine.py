@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import partial
 from numbers import Real
+from types import SimpleNamespace
 
 import numpy as np
 import xarray as xr
@@ -143,8 +144,8 @@ def _full_window(attrs: Mapping, shape: tuple[int, int]) -> str:
     return f"x {x0}-{x0 + shape[1] - 1}, y {y0}-{y0 + shape[0] - 1}"
 
 
-def check_reference_fit(name: str, ref: xr.Dataset, ds: xr.Dataset,
-                        params: Mapping[str, Mapping] | None = None) -> None:
+def check_reference_fit(name: str, ref: xr.Dataset, sci: Mapping, shape: tuple[int, ...],
+                        label: str = "", params: Mapping[str, Mapping] | None = None) -> None:
     """Refuse a reference file that cannot calibrate these data, from the headers.
 
     Checked: ``INSTRUME`` and ``DETECTOR`` equal (where both files say); the
@@ -161,8 +162,12 @@ def check_reference_fit(name: str, ref: xr.Dataset, ds: xr.Dataset,
         The reference argument (``superbias``, ``dark``, ...).
     ref : xarray.Dataset
         From :func:`daskref.io.products.open_reference` (``attrs["path"]``).
-    ds : xarray.Dataset
-        The opened science ramp (its header attributes).
+    sci : mapping
+        The science file's header attributes.
+    shape : tuple of int
+        Its ``(integration, group, y, x)`` shape.
+    label : str
+        The science file (named in the message).
     params : mapping, optional
         Step parameters (``dark_current``'s ``dark_nframes``/``dark_groupgap``).
 
@@ -174,8 +179,8 @@ def check_reference_fit(name: str, ref: xr.Dataset, ds: xr.Dataset,
     from daskref.io.fits import InputError
     from daskref.kernels.simple import dark_frame_indices
 
-    path, attrs, sci = ref.attrs["path"], ref.attrs, ds.attrs
-    label = os.path.basename(_label(ds)) or "the science data"
+    path, attrs = ref.attrs["path"], ref.attrs
+    label = os.path.basename(label) or "the science data"
     kind = REFTYPES[name]
     for key in ("INSTRUME", "DETECTOR"):
         have, want = str(attrs.get(key, "")).upper(), str(sci.get(key, "")).upper()
@@ -183,8 +188,8 @@ def check_reference_fit(name: str, ref: xr.Dataset, ds: xr.Dataset,
             raise InputError(path, f"{key} is {have} but {label} is {want}: give the "
                              f"{kind} reference of {sci.get('DETECTOR', want)}")
     values = [v for n, v in ref.data_vars.items() if n != "dq"] or list(ref.data_vars.values())
-    shape = tuple(int(n) for n in values[0].shape)
-    window = (int(ds.sizes["y"]), int(ds.sizes["x"]))
+    ngroups, window = int(shape[1]), (int(shape[2]), int(shape[3]))
+    shape = tuple(int(n) for n in values[0].shape)  # from here on: the reference's
     if shape[-2:] == window:
         same = all(k in attrs and k in sci for k in ("SUBSTRT1", "SUBSTRT2"))
         if same and (int(attrs["SUBSTRT1"]), int(attrs["SUBSTRT2"])) != (
@@ -197,7 +202,9 @@ def check_reference_fit(name: str, ref: xr.Dataset, ds: xr.Dataset,
         from daskref.algorithms.steps._reference import reference_window
 
         try:
-            reference_window(shape, attrs, ds)
+            # the science side as reference_window reads it: header attributes and sizes
+            science = SimpleNamespace(attrs=sci, sizes=dict(zip("yx", window, strict=True)))
+            reference_window(shape, attrs, science)
         except ValueError:
             where = (_full_window(attrs, shape[-2:]) if "SUBSTRT1" in attrs
                      else f"shape {shape[-2:]}, no SUBSTRT1/2")
@@ -216,7 +223,7 @@ def check_reference_fit(name: str, ref: xr.Dataset, ds: xr.Dataset,
         groupgap = step.get("dark_groupgap")
         try:
             dark_frame_indices(
-                int(ds.sizes["group"]), int(sci.get("NFRAMES", 1) or 1),
+                ngroups, int(sci.get("NFRAMES", 1) or 1),
                 int(sci.get("GROUPGAP", 0) or 0), shape[-3] if len(shape) >= 3 else 1,
                 int(nframes if nframes is not None else attrs.get("NFRAMES", 1) or 1),
                 int(groupgap if groupgap is not None else attrs.get("GROUPGAP", 0) or 0))
@@ -232,7 +239,8 @@ def check_references_fit(to_run: Sequence[str], refs: Mapping[str, object], ds: 
         for name in NEEDS.get(step, ()):
             ref = refs.get(name)
             if name not in done and isinstance(ref, xr.Dataset) and "path" in ref.attrs:
-                check_reference_fit(name, ref, ds, params)
+                shape = tuple(int(ds.sizes[d]) for d in ("integration", "group", "y", "x"))
+                check_reference_fit(name, ref, ds.attrs, shape, _label(ds), params)
                 done.add(name)
 
 
