@@ -463,6 +463,8 @@ def _reference_value(flag: str, value: str | None):
         return float(value)
     except ValueError:
         pass
+    if Path(value).is_dir():
+        raise UsageError(f"--{flag} {value}: is a directory, not a reference file")
     if not Path(value).is_file():
         raise UsageError(f"--{flag} {value}: no such file")
     return value

@@ -267,6 +267,14 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
             raise InputError(path, f"has no NINTS keyword (a segment {start}-{end})")
     else:
         _count_keyword(path, header, "NINTS", sci.shape[0], "integration", sci.shape)
+    if not str(header.get("READPATT", "")).upper().startswith("NRSIRS2"):
+        # (IRS2 frames interleave reference rows: more rows than SUBSIZE2 says)
+        for key, n, axis in (("SUBSIZE1", sci.shape[3], "columns"),
+                             ("SUBSIZE2", sci.shape[2], "rows")):
+            value = header.get(key)
+            if value is not None and value != n:
+                raise InputError(path, f"{key} is {value!r} but SCI {sci.shape} has {n} "
+                                 f"{axis}: header and data disagree")
     if gdq is not None and gdq.shape != sci.shape:
         raise InputError(path, f"GROUPDQ shape {gdq.shape} differs from SCI shape {sci.shape}")
     if pdq is not None and pdq.shape != sci.shape[2:]:

@@ -614,11 +614,14 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
     if os.path.isdir(path):
         raise InputError(path, f"is a directory (given as the {kind} reference)")
     try:
-        with open(path, "rb"):
-            pass
+        with open(path, "rb") as f:
+            first = f.read(80)
     except PermissionError:
         raise InputError(path, f"cannot be read: permission denied (given as the {kind} "
                          "reference)") from None
+    if not first.startswith(b"SIMPLE  ="):
+        raise InputError(path, f"is not a readable FITS file (it does not begin with "
+                         f"'SIMPLE  ='; given as the {kind} reference)")
     try:
         with fits.open(path, memmap=False) as hdul:
             names = [h.name.upper() for h in hdul]
@@ -627,7 +630,8 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
             layouts = {ext: _layout(hdul, names.index(ext))
                        for ext in REFERENCE_EXTENSIONS[kind] if ext in names}
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise InputError(path, f"is not a readable FITS reference file ({exc})") from None
+        raise InputError(path, f"is not a readable FITS reference file ({exc}; given as "
+                         f"the {kind} reference)") from None
     want = REFERENCE_REFTYPES[kind]
     have = str(attrs.get("REFTYPE", "")).strip().upper()
     # a file without REFTYPE (not from CRDS) is taken on its extensions alone

@@ -723,7 +723,7 @@ def _read_yaml(path: Path) -> dict:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -58,7 +58,10 @@ def prepared_stack(rt: RefType, inputs, *, steps: str | None, refs: Mapping,
 
 def group_time_for(rt: RefType) -> str | None:
     """What to name when an input lacks the TGROUP the type needs (None: not needed)."""
-    return f"the {rt.reftype} ({rt.reflabel})" if rt.needs_group_time else None
+    if not rt.needs_group_time:
+        return None
+    same = rt.reflabel == rt.reftype.lower()
+    return f"the {rt.reftype}" if same else f"the {rt.reftype} ({rt.reflabel})"
 
 
 def describe_reference(value) -> str:
