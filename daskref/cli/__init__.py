@@ -499,6 +499,10 @@ def cmd_prep(args) -> int:
                             spill_dir=args.spill_dir, **refs, **params)
     except (PrepError, ImportError) as exc:
         raise UsageError(str(exc)) from None
+    except ValueError as exc:  # a problem found while the graph is built: still exit 2
+        if isinstance(exc, InputError):
+            raise
+        raise UsageError(str(exc)) from None
     with _scheduler(args):
         paths = products.write_products(results, outdir, fits_products=args.fits,
                                         zarr=args.zarr, save_ramp=args.save_calibrated_ramp,

@@ -563,6 +563,9 @@ REFERENCE_EXTENSIONS: dict[str, dict[str, str]] = {
     "gain": {"SCI": "gain"},
 }
 _DIMS = {"dark": ("group", "y", "x"), "linearity": ("coeff", "y", "x")}
+#: Dimensions the value extension of each kind may have (a DQ of more is OR-ed to (y, x)).
+_NDIMS = {"mask": (2,), "saturation": (2,), "superbias": (2,), "linearity": (3,),
+          "dark": (3, 4), "readnoise": (2,), "gain": (2,)}
 _REF_KEYS = ("SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2", "NFRAMES", "GROUPGAP",
              "INSTRUME", "DETECTOR", "REFTYPE", "NGROUPS", "NINTS", "READPATT", "SUBARRAY")
 #: The REFTYPE of the file each reference argument takes.
@@ -641,6 +644,12 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
     value_ext = next((e for e, v in REFERENCE_EXTENSIONS[kind].items() if v != "dq"), "DQ")
     if value_ext not in layouts:
         raise InputError(path, f"has no {value_ext} extension; not a {kind} reference file")
+    shape = layouts[value_ext].shape
+    if len(shape) not in _NDIMS[kind]:
+        want = " or ".join(f"{n}-D" for n in _NDIMS[kind])
+        raise InputError(path, f"{value_ext} is {len(shape)}-D {shape}, but a "
+                         f"{REFERENCE_REFTYPES[kind]} reference's {value_ext} is {want} "
+                         f"(given as the {kind} reference)")
     attrs["path"] = path
     data_vars = {}
     for ext, layout in layouts.items():

@@ -363,6 +363,15 @@ def _reference_wrong_reftype(k, d):
                ["readnoise.fits", "REFTYPE is READNOISE", "SUPERBIAS"])
 
 
+def _reference_wrong_shape(k, d):
+    ref = d / "sb_cube.fits"
+    with fits.open(k.refs["superbias"]) as hdul:
+        hdul["SCI"].data = hdul["SCI"].data[None]
+        hdul.writeto(ref)
+    return Bad(_prep(k.darks[0], d, "superbias", "--superbias", str(ref)),
+               ["sb_cube.fits", "SCI is 3-D", "SUPERBIAS reference's SCI is 2-D"])
+
+
 def _reference_wrong_detector(k, d):
     ref = edited(k.refs["superbias"], d / "sb_nrcb2.fits", DETECTOR="NRCB2")
     return Bad(_prep(k.darks[0], d, "superbias", "--superbias", str(ref)),
@@ -514,6 +523,7 @@ CASES = [
     Case("reference_not_fits", "a reference file that is not FITS", _reference_not_fits),
     Case("reference_wrong_reftype", "a READNOISE given as --superbias",
          _reference_wrong_reftype),
+    Case("reference_wrong_shape", "a SUPERBIAS whose SCI is 3-D", _reference_wrong_shape),
     Case("reference_wrong_detector", "a reference of another DETECTOR",
          _reference_wrong_detector),
     Case("reference_too_small", "a reference too small for the science window",
@@ -592,14 +602,16 @@ def test_bad_input__one_line_exit_2_no_output(case, kit, tmp_path):
         assert word in err, (word, err)
 
 
-def _readme_ids() -> list[str]:
-    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    section = text.split("\n## Bad input", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| `([a-z0-9_]+)` \|", section, flags=re.M)
+def _readme() -> str:
+    return (Path(__file__).resolve().parents[2] / "README.md").read_text()
 
 
 def test_readme_table_lists_every_case():
-    assert _readme_ids() == [c.id for c in CASES]
+    text = _readme()
+    section = text.split("\n## Bad input", 1)[1].split("\n## ", 1)[0]
+    ids = re.findall(r"^\| `([a-z0-9_]+)` \|", section, flags=re.M)
+    assert ids == [c.id for c in CASES]
+    assert f"[{len(CASES)} cases](#bad-input)" in text
 
 
 def readme_table(kit: Kit, work: Path) -> list[str]:
