@@ -11,7 +11,7 @@ from ..algorithms.steps._reference import reference_dataarray
 from ..io.fits import read_info
 from ..io.products import open_reference
 from ..prep.engine import REFTYPES as PREP_REFERENCES
-from ..prep.engine import STEP_PARAMETERS
+from ..prep.engine import STEP_PARAMETERS, check_reference_fit
 from ..prep.stack import _reference, default_steps, prep_stack, stack_paths
 from .registry import RefType
 
@@ -82,6 +82,10 @@ def gain_map(gain, stack: xr.Dataset):
     if isinstance(gain, (int, float)) and not isinstance(gain, bool):
         return float(gain)
     if isinstance(gain, (str, os.PathLike)):
-        gain = open_reference(gain, "gain")["gain"]
+        ref = open_reference(gain, "gain")
+        shape = tuple(int(stack.sizes[d]) for d in ("integration", "group", "y", "x"))
+        inputs = stack.attrs.get("inputs") or [""]
+        check_reference_fit("gain", ref, stack.attrs, shape, str(inputs[0]))
+        gain = ref["gain"]
     gain = _reference(gain)
     return reference_dataarray(gain, stack, name="gain")
