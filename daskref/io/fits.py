@@ -232,9 +232,10 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
         The file is missing, a directory, unreadable, not FITS, truncated, has no
         ``SCI`` extension, ``SCI`` is not 4-D ``(integration, group, y, x)``, it
         has fewer than 2 groups, ``NGROUPS``/``NINTS`` are missing or disagree with
-        the shape (``INTSTART``/``INTEND`` of a segment taken into account), a raw
-        (``uncal``: no ``S_*`` step COMPLETE) ``SCI`` is float64, or ``GROUPDQ``/
-        ``PIXELDQ`` have another shape than ``SCI``.
+        the shape (``INTSTART``/``INTEND`` of a segment taken into account), so do
+        ``SUBSIZE1``/``SUBSIZE2`` where given, a raw (``uncal``: no ``S_*`` step
+        COMPLETE) ``SCI`` is float64, or ``GROUPDQ``/``PIXELDQ`` have another shape
+        than ``SCI``.
     """
     path = str(path)
     header, primary, sci, gdq, pdq, _ = _scan_file(path)
@@ -259,12 +260,15 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
     start, end = primary.get("INTSTART"), primary.get("INTEND")
     if isinstance(start, (int, np.integer)) and isinstance(end, (int, np.integer)):
         # a segment (_segNNN) of a long exposure: NINTS counts the whole exposure
-        if end - start + 1 != sci.shape[0] or header.get("NINTS", end) < end:
-            raise InputError(path, f"INTSTART/INTEND {start}-{end} (of NINTS "
-                             f"{header.get('NINTS')}) but SCI {sci.shape} has "
-                             f"{sci.shape[0]} integrations: header and data disagree")
-        if "NINTS" not in header:
+        nints = header.get("NINTS")
+        if nints is None:
             raise InputError(path, f"has no NINTS keyword (a segment {start}-{end})")
+        if isinstance(nints, bool) or not isinstance(nints, (int, np.integer)):
+            raise InputError(path, f"NINTS is {nints!r}, not a whole number of integrations")
+        if end - start + 1 != sci.shape[0] or nints < end:
+            raise InputError(path, f"INTSTART/INTEND {start}-{end} (of NINTS {nints}) but "
+                             f"SCI {sci.shape} has {sci.shape[0]} integration"
+                             f"{'' if sci.shape[0] == 1 else 's'}: header and data disagree")
     else:
         _count_keyword(path, header, "NINTS", sci.shape[0], "integration", sci.shape)
     if not str(header.get("READPATT", "")).upper().startswith("NRSIRS2"):
