@@ -64,7 +64,8 @@ def count_reads():
 def write_ramp_file(path, sci, groupdq=None, pixeldq=None, header=None):
     """Write a calibrated-ramp-style file (float32 SCI, uint8 GROUPDQ, uint32 PIXELDQ).
 
-    ``header`` entries override the default NIRCam-like primary keywords.
+    ``header`` entries override the default NIRCam-like primary keywords (NINTS and
+    NGROUPS default to the shape of a 4-D ``sci``).
     """
     exts = [("SCI", sci.shape, np.float32, sci)]
     if groupdq is not None:
@@ -75,6 +76,8 @@ def write_ramp_file(path, sci, groupdq=None, pixeldq=None, header=None):
            "SUBSTRT1": 101, "SUBSTRT2": 201, "READPATT": "RAPID", "NFRAMES": 1, "GROUPGAP": 0,
            "TFRAME": 1.0, "TGROUP": 1.0, "FASTAXIS": 1, "SLOWAXIS": -2, "EXP_TYPE": "NRC_DARK",
            "DATE-OBS": "2026-02-03", "TIME-OBS": "04:05:06.000", "S_SATURA": "COMPLETE"}
+    if sci.ndim == 4:  # the counts a ramp's header gives (a header override wins)
+        hdr.update(NINTS=sci.shape[0], NGROUPS=sci.shape[1])
     hdr.update(header or {})
     return write_exposure(path, hdr, exts)
 

@@ -134,7 +134,18 @@ def _check_output(path: str) -> Path:
         raise UsageError(f"{out}: output is a directory; give a file name like {out}/ref.fits")
     if out.suffix.lower() != ".fits":
         raise UsageError(f"{out}: output must end in .fits")
+    _check_parent(out)
     return out
+
+
+def _check_parent(out: Path) -> None:
+    """The nearest existing ancestor of an output must be a directory (the rest is made)."""
+    for parent in out.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{out}: {parent} is a file, not a directory; the output "
+                                 "cannot be written under it")
+            return
 
 
 def _add_reftype_options(p, rt):
@@ -452,6 +463,8 @@ def _reference_value(flag: str, value: str | None):
         return float(value)
     except ValueError:
         pass
+    if Path(value).is_dir():
+        raise UsageError(f"--{flag} {value}: is a directory, not a reference file")
     if not Path(value).is_file():
         raise UsageError(f"--{flag} {value}: no such file")
     return value
@@ -465,6 +478,7 @@ def cmd_prep(args) -> int:
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: -o must be a directory")
+    _check_parent(outdir)
     if not args.fits and not args.zarr:
         raise UsageError("--no-fits without --zarr would write nothing")
     refs = {name: _reference_value(name, getattr(args, name)) for name in PREP_REFERENCES}
@@ -484,6 +498,10 @@ def cmd_prep(args) -> int:
         results = prep_many(args.files, steps=args.steps, chunk_mb=args.chunk_mb,
                             spill_dir=args.spill_dir, **refs, **params)
     except (PrepError, ImportError) as exc:
+        raise UsageError(str(exc)) from None
+    except ValueError as exc:  # a problem found while the graph is built: still exit 2
+        if isinstance(exc, InputError):
+            raise
         raise UsageError(str(exc)) from None
     with _scheduler(args):
         paths = products.write_products(results, outdir, fits_products=args.fits,

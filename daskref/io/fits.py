@@ -11,15 +11,19 @@ output buffer. FITS stores ``x`` fastest, so a slab of whole rows is one contigu
 read per (integration, group), nothing outside the slab is touched, and a run that
 computes all its products in one ``dask.compute`` reads every input byte once.
 
-Everything about a file that can be wrong (missing, not FITS, truncated, no
-``SCI``, not a ramp, too few groups, incompatible with the other inputs) is checked
+Everything about a file that can be wrong (missing, unreadable, not FITS, truncated,
+no ``SCI``, not a ramp, a header that disagrees with the data's shape, too few
+groups, a copy of another input, incompatible with the other inputs) is checked
 from the headers by :func:`scan` before any task exists, and reported as an
-:class:`InputError` naming the file.
+:class:`InputError` naming the file. :func:`open_infos` then reads a few rows of
+the first group of each file (:func:`check_data`) and refuses a blank one (every
+sampled pixel NaN, or all equal).
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import operator
 import os
 import warnings
@@ -146,6 +150,18 @@ def _scan_file(path: str):
     if size == 0:
         raise InputError(path, "is empty, not a FITS file")
     try:
+        with open(path, "rb") as f:
+            first = f.read(80)
+    except PermissionError:
+        raise InputError(path, "cannot be read: permission denied (check the file's mode "
+                         "and owner)") from None
+    except OSError as exc:
+        raise InputError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if not first.startswith(b"SIMPLE  ="):
+        # astropy would guess at such a file; a FITS file begins with its SIMPLE card
+        raise InputError(path, "is not a readable FITS file (it does not begin with "
+                         "'SIMPLE  =', the first card of every FITS file)")
+    try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
@@ -181,6 +197,27 @@ def _scan_file(path: str):
     return header, primary, sci, gdq, pdq, dqx
 
 
+def is_raw(header: dict) -> bool:
+    """True when no ``S_*`` keyword says a calibration step ran: a level-1b ``uncal`` ramp."""
+    return not any(str(v).strip().upper() == "COMPLETE"
+                   for k, v in header.items() if k.startswith("S_"))
+
+
+def _count_keyword(path: str, header: dict, key: str, expected: int, axis: str,
+                   shape: tuple[int, ...]) -> None:
+    """Refuse a missing, non-integer or wrong NGROUPS/NINTS: it describes the data."""
+    counted = f"{expected} {axis}" + ("" if expected == 1 else "s")
+    if key not in header:
+        raise InputError(path, f"has no {key} keyword; SCI {shape} has {counted} "
+                         "(a ramp's header must say so)")
+    value = header[key]
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(path, f"{key} is {value!r}, not a whole number of {axis}s")
+    if int(value) != expected:
+        raise InputError(path, f"{key} is {value} but SCI {shape} has {counted}: "
+                         "header and data disagree")
+
+
 def read_info(path: str | os.PathLike) -> ExposureInfo:
     """Read the headers of one exposure and check that it is a usable ramp.
 
@@ -192,20 +229,56 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
     Raises
     ------
     InputError
-        The file is missing, unreadable, not FITS, truncated, has no ``SCI``
-        extension, ``SCI`` is not 4-D ``(integration, group, y, x)``, or it has
-        fewer than 2 groups.
+        The file is missing, a directory, unreadable, not FITS, truncated, has no
+        ``SCI`` extension, ``SCI`` is not 4-D ``(integration, group, y, x)``, it
+        has fewer than 2 groups, ``NGROUPS``/``NINTS`` are missing or disagree with
+        the shape (``INTSTART``/``INTEND`` of a segment taken into account), so do
+        ``SUBSIZE1``/``SUBSIZE2`` where given, a raw (``uncal``: no ``S_*`` step
+        COMPLETE) ``SCI`` is float64, or ``GROUPDQ``/``PIXELDQ`` have another shape
+        than ``SCI``.
     """
     path = str(path)
     header, primary, sci, gdq, pdq, _ = _scan_file(path)
     if len(sci.shape) != 4:
+        kind = ("a ramp-fitted (_rate/_rateints) file" if len(sci.shape) in (2, 3)
+                and str(header.get("S_RAMP", "")).upper() == "COMPLETE" else "not a ramp")
         raise InputError(
             path,
-            f"SCI is {len(sci.shape)}-D {sci.shape}; expected a 4-D ramp "
+            f"SCI is {len(sci.shape)}-D {sci.shape}, {kind}; expected a 4-D ramp "
             "(integration, group, y, x) such as an _uncal or _ramp file",
         )
+    raw = is_raw(header)
+    if raw and np.dtype(sci.raw_dtype).kind == "f" and np.dtype(sci.raw_dtype).itemsize == 8:
+        # level-1b data are uint16 DN; float64 means the file was made by a tool
+        # that converted it (and doubled its size), not by the ground system
+        raise InputError(path, "SCI is float64 in a raw ramp (no S_* step COMPLETE); an "
+                         "_uncal file holds integer DN (uint16): write SCI as uint16, or "
+                         "mark the steps it had in its S_* keywords")
     if sci.shape[1] < 2:
         raise InputError(path, f"has {sci.shape[1]} group; at least 2 groups are needed")
+    _count_keyword(path, header, "NGROUPS", sci.shape[1], "group", sci.shape)
+    start, end = primary.get("INTSTART"), primary.get("INTEND")
+    if isinstance(start, (int, np.integer)) and isinstance(end, (int, np.integer)):
+        # a segment (_segNNN) of a long exposure: NINTS counts the whole exposure
+        nints = header.get("NINTS")
+        if nints is None:
+            raise InputError(path, f"has no NINTS keyword (a segment {start}-{end})")
+        if isinstance(nints, bool) or not isinstance(nints, (int, np.integer)):
+            raise InputError(path, f"NINTS is {nints!r}, not a whole number of integrations")
+        if end - start + 1 != sci.shape[0] or nints < end:
+            raise InputError(path, f"INTSTART/INTEND {start}-{end} (of NINTS {nints}) but "
+                             f"SCI {sci.shape} has {sci.shape[0]} integration"
+                             f"{'' if sci.shape[0] == 1 else 's'}: header and data disagree")
+    else:
+        _count_keyword(path, header, "NINTS", sci.shape[0], "integration", sci.shape)
+    if not str(header.get("READPATT", "")).upper().startswith("NRSIRS2"):
+        # (IRS2 frames interleave reference rows: more rows than SUBSIZE2 says)
+        for key, n, axis in (("SUBSIZE1", sci.shape[3], "columns"),
+                             ("SUBSIZE2", sci.shape[2], "rows")):
+            value = header.get(key)
+            if value is not None and value != n:
+                raise InputError(path, f"{key} is {value!r} but SCI {sci.shape} has {n} "
+                                 f"{axis}: header and data disagree")
     if gdq is not None and gdq.shape != sci.shape:
         raise InputError(path, f"GROUPDQ shape {gdq.shape} differs from SCI shape {sci.shape}")
     if pdq is not None and pdq.shape != sci.shape[2:]:
@@ -215,30 +288,115 @@ def read_info(path: str | os.PathLike) -> ExposureInfo:
     header.setdefault("SUBSTRT1", 1)
     header.setdefault("SUBSTRT2", 1)
     header["NINTS"], header["NGROUPS"] = sci.shape[0], sci.shape[1]
-    return ExposureInfo(path=path, header=header, sci=sci, groupdq=gdq, pixeldq=pdq,
+    info = ExposureInfo(path=path, header=header, sci=sci, groupdq=gdq, pixeldq=pdq,
                         extra={"primary": primary})
+    info.extra["fingerprint"] = _fingerprint(path, primary, [sci, gdq, pdq])
+    return info
 
 
-def scan(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> list[ExposureInfo]:
-    """Read and check the headers of every input; see :func:`read_info`.
+#: Primary keywords a copy may change without changing the exposure.
+_NOT_CONTENT = frozenset({"FILENAME", "DATE", "CHECKSUM", "DATASUM", "IRAF-TLM"})
+
+
+def _fingerprint(path: str, primary: dict, layouts) -> str:
+    """A digest of a file's exposure: its primary keywords and samples of its data.
+
+    Two inputs with the same digest are the same exposure (a copy under another
+    name, or a hard link): the primary header (but the file's own name and dates)
+    and the first, middle and last FITS block of each data extension. Cheap: a few
+    seeks, whatever the file's size.
+    """
+    digest = hashlib.sha1(usedforsecurity=False)
+    for key in sorted(k for k in primary if k not in _NOT_CONTENT):
+        digest.update(f"{key}={primary[key]!r};".encode())
+    with open(path, "rb") as f:
+        for layout in layouts:
+            if layout is None:
+                digest.update(b"-")
+                continue
+            digest.update(f"{layout.shape}{layout.raw_dtype}".encode())
+            n = layout.nbytes
+            for at in sorted({0, max(0, n // 2 - 1440), max(0, n - 2880)}):
+                f.seek(layout.offset + at)
+                digest.update(f.read(min(2880, n - at)))
+    return digest.hexdigest()
+
+
+def group_time_problem(value) -> str | None:
+    """What is wrong with a ``TGROUP`` value (missing, not a positive number), or None."""
+    if value is None:
+        return "has no TGROUP keyword (the group time, s)"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+            or not np.isfinite(value) or value <= 0:
+        return f"TGROUP is {value!r}, not a positive number of seconds (the group time)"
+    return None
+
+
+def check_group_time(infos: Sequence[ExposureInfo], why: str) -> None:
+    """Every input has a positive ``TGROUP`` (s), which ``why`` needs.
 
     Raises
     ------
     InputError
-        For an empty list or the first bad file.
+        Naming the first file without one, or with zero, a negative number or text.
+    """
+    for info in infos:
+        problem = group_time_problem(info.header.get("TGROUP"))
+        if problem:
+            raise InputError(info.path, f"{problem}; {why} needs it")
+
+
+def scan(paths: Sequence[str | os.PathLike] | str | os.PathLike, *,
+         group_time: str | None = None) -> list[ExposureInfo]:
+    """Read and check the headers of every input; see :func:`read_info`.
+
+    Parameters
+    ----------
+    paths : path-like or sequence of path-like
+    group_time : str, optional
+        What needs the group time (e.g. ``"the DARK"``): then every input must have a
+        positive ``TGROUP`` (:func:`check_group_time`).
+
+    Raises
+    ------
+    InputError
+        For an empty list, a path given twice, two inputs with the same content
+        (a copy under another name) or the first bad file.
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = list(paths)
     if not paths:
         raise InputError(None, "no input files given")
+    _check_paths(paths)
+    infos = [read_info(p) for p in paths]
+    check_duplicates(infos)
+    if group_time is not None:
+        check_group_time(infos, group_time)
+    return infos
+
+
+def _check_paths(paths) -> None:
+    """Refuse a file given twice (also through a symbolic link)."""
     seen: dict[str, str] = {}
     for p in paths:
         key = os.path.realpath(p)
         if key in seen:
             raise InputError(p, f"is given twice (also as {seen[key]})")
         seen[key] = str(p)
-    return [read_info(p) for p in paths]
+
+
+def check_duplicates(infos) -> None:
+    """Refuse two inputs that are one exposure by content (see :func:`_fingerprint`)."""
+    first: dict[str, str] = {}
+    for info in infos:
+        fp = getattr(info, "extra", {}).get("fingerprint") or getattr(info, "fingerprint", None)
+        if fp is None:
+            continue
+        if fp in first:
+            raise InputError(info.path, f"has the same header and data as {first[fp]} (a "
+                             "copy under another name?); give each exposure once")
+        first[fp] = info.path
 
 
 def check_stackable(infos: Sequence[ExposureInfo], keys: Iterable[str] = STACK_KEYS) -> None:
@@ -313,7 +471,12 @@ def read_rows(layout: ArrayLayout, path: str, y0: int, y1: int,
             got = f.readinto(view)
             if got != len(view):
                 raise OSError(f"{path}: short read (file truncated while reading?)")
-    raw = raw.reshape(tuple(lead) + (y1 - y0, nx))
+    return _decode(raw.reshape(tuple(lead) + (y1 - y0, nx)), layout, out)
+
+
+def _decode(raw: np.ndarray, layout: ArrayLayout, out: np.ndarray | None = None) -> np.ndarray:
+    """Raw big-endian values -> native values with BZERO/BSCALE applied (into ``out``)."""
+    raw_dtype = np.dtype(layout.raw_dtype)
     dtype = layout.dtype
     if out is None:
         out = np.empty(raw.shape, dtype)
@@ -378,6 +541,61 @@ def _lazy_stack_rows(layouts: Sequence[ArrayLayout], paths: Sequence[str],
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
     dtype = np.result_type(*(layout.dtype for layout in layouts))
     return da.Array(graph, name, chunks=chunks, dtype=dtype)
+
+
+#: Rows of the first group read by :func:`check_data` (spread over the frame).
+SAMPLE_ROWS = 8
+
+
+def sample_first_group(info: ExposureInfo, nrows: int = SAMPLE_ROWS) -> np.ndarray:
+    """``nrows`` whole rows, spread over the frame, of group 0 of the first integration.
+
+    A few kB per file (one seek per row), so every input can be looked at before
+    any graph is built.
+    """
+    layout = info.sci
+    ny, nx = layout.shape[-2:]
+    rows = np.unique(np.linspace(0, ny - 1, min(ny, nrows)).round().astype(int))
+    raw = np.dtype(layout.raw_dtype)
+    out = np.empty((len(rows), nx), dtype=raw)
+    with open(info.path, "rb", buffering=0) as f:
+        for k, y in enumerate(rows):
+            f.seek(layout.offset + int(y) * nx * raw.itemsize)
+            view = memoryview(out[k]).cast("B")
+            if f.readinto(view) != len(view):
+                raise InputError(info.path, "is truncated (short read of SCI)")
+    return _decode(out, layout)
+
+
+def check_data(infos: Sequence[ExposureInfo]) -> None:
+    """Refuse inputs whose data are blank, from a sample of each (not the whole file).
+
+    Reads :data:`SAMPLE_ROWS` rows of the first group of each file
+    (:func:`sample_first_group`): a file whose every sampled pixel is NaN, or
+    whose sampled pixels all have one value (a fill value, a zeroed or copied
+    frame: real reads always have noise), is refused. A file that is blank only
+    outside the sampled rows is not found here; reading all of it would be a pass
+    over the data before the real one.
+
+    Raises
+    ------
+    InputError
+        Naming the file, the extension and what was found.
+    """
+    for info in infos:
+        sample = sample_first_group(info)
+        if sample.dtype.kind == "f":
+            finite = np.isfinite(sample)
+            if not finite.any():
+                raise InputError(info.path, f"SCI is NaN (or infinite) in every sampled "
+                                 f"pixel ({sample.shape[0]} rows of the first group): no "
+                                 "usable data")
+            sample = sample[finite]
+        if sample.size > 1 and (sample == sample.flat[0]).all():
+            raise InputError(info.path, f"SCI is constant: every sampled pixel "
+                             f"({sample.size} in {min(info.shape[2], SAMPLE_ROWS)} rows of "
+                             f"the first group) is {sample.flat[0]}; a blank or "
+                             "fill-value exposure, not a detector read")
 
 
 def _lazy_rows(layout: ArrayLayout, path: str, row_chunks: tuple[int, ...], label: str):
@@ -475,6 +693,7 @@ def open_stack(
     *,
     chunk_mb: float | None = None,
     chunk_rows: int | None = None,
+    group_time: str | None = None,
 ) -> xr.Dataset:
     """Open compatible exposures lazily as one stack along ``integration``.
 
@@ -490,6 +709,9 @@ def open_stack(
         Exposures of one detector, subarray, readout pattern and group count.
     chunk_mb, chunk_rows : optional
         As in :func:`open_exposure`, for a slab of the whole stack.
+    group_time : str, optional
+        What needs the group time: every input must then have a positive
+        ``TGROUP`` (see :func:`scan`).
 
     Returns
     -------
@@ -498,14 +720,18 @@ def open_stack(
         ``pixeldq`` is the bitwise OR of the files' PIXELDQ. Attributes come from the
         first file, with ``inputs`` listing every path.
     """
-    infos = scan(paths)
+    infos = scan(paths, group_time=group_time)
     check_stackable(infos)
     return open_infos(infos, chunk_mb=chunk_mb, chunk_rows=chunk_rows)
 
 
 def open_infos(infos: Sequence[ExposureInfo], *, chunk_mb=None, chunk_rows=None,
                row_chunks: Sequence[int] | None = None) -> xr.Dataset:
-    """Open already scanned (and, for several, stack-checked) exposures."""
+    """Open already scanned (and, for several, stack-checked) exposures.
+
+    The data of each are looked at first (:func:`check_data`: a few rows).
+    """
+    check_data(infos)
     ny = infos[0].shape[2]
     if row_chunks is not None:
         rows = tuple(int(r) for r in row_chunks)
@@ -537,6 +763,8 @@ class SlopeInfo:
     header: dict
     sci: ArrayLayout
     dq: ArrayLayout | None = None
+    #: Digest of the content, to find copies among the inputs.
+    fingerprint: str | None = None
 
     @property
     def nints(self) -> int:
@@ -559,7 +787,7 @@ def read_slope_info(path: str | os.PathLike) -> SlopeInfo:
         ``(integration, y, x)``; ``S_RAMP`` not ``COMPLETE``; a DQ of another shape.
     """
     path = str(path)
-    header, _, sci, _, _, dqx = _scan_file(path)
+    header, primary, sci, _, _, dqx = _scan_file(path)
     if len(sci.shape) not in (2, 3):
         raise InputError(path, f"SCI is {len(sci.shape)}-D {sci.shape}; a slope file "
                          "(_rate or _rateints) has a 2-D or 3-D SCI")
@@ -572,7 +800,8 @@ def read_slope_info(path: str | os.PathLike) -> SlopeInfo:
     header.setdefault("SUBSIZE2", sci.shape[-2])
     header.setdefault("SUBSTRT1", 1)
     header.setdefault("SUBSTRT2", 1)
-    return SlopeInfo(path=path, header=header, sci=sci, dq=dqx)
+    return SlopeInfo(path=path, header=header, sci=sci, dq=dqx,
+                     fingerprint=_fingerprint(path, primary, [sci, dqx]))
 
 
 def open_slopes(paths: Sequence[str | os.PathLike], *, chunk_mb: float | None = None,
@@ -594,7 +823,9 @@ def open_slopes(paths: Sequence[str | os.PathLike], *, chunk_mb: float | None = 
         paths = [paths]
     if not paths:
         raise InputError(None, "no input files given")
+    _check_paths(paths)
     infos = [read_slope_info(p) for p in paths]
+    check_duplicates(infos)
     first = infos[0]
     for info in infos[1:]:
         for key in ("INSTRUME", "DETECTOR", "SUBARRAY", "SUBSTRT1", "SUBSTRT2"):

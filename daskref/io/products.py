@@ -587,8 +587,15 @@ REFERENCE_EXTENSIONS: dict[str, dict[str, str]] = {
     "gain": {"SCI": "gain"},
 }
 _DIMS = {"dark": ("group", "y", "x"), "linearity": ("coeff", "y", "x")}
+#: Dimensions the value extension of each kind may have (a DQ of more is OR-ed to (y, x)).
+_NDIMS = {"mask": (2,), "saturation": (2,), "superbias": (2,), "linearity": (3,),
+          "dark": (3, 4), "readnoise": (2,), "gain": (2,)}
 _REF_KEYS = ("SUBSTRT1", "SUBSTRT2", "SUBSIZE1", "SUBSIZE2", "NFRAMES", "GROUPGAP",
-             "INSTRUME", "DETECTOR", "REFTYPE", "NGROUPS", "NINTS")
+             "INSTRUME", "DETECTOR", "REFTYPE", "NGROUPS", "NINTS", "READPATT", "SUBARRAY")
+#: The REFTYPE of the file each reference argument takes.
+REFERENCE_REFTYPES = {"mask": "MASK", "saturation": "SATURATION", "superbias": "SUPERBIAS",
+                      "linearity": "LINEARITY", "dark": "DARK", "readnoise": "READNOISE",
+                      "gain": "GAIN"}
 
 
 def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None = None,
@@ -621,7 +628,8 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
     Raises
     ------
     daskref.io.fits.InputError
-        Missing or unreadable file, or a required extension absent.
+        Missing, a directory or unreadable file, a ``REFTYPE`` keyword of another
+        type, or a required extension absent.
     """
     from daskref.io.fits import InputError
 
@@ -630,6 +638,17 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
         raise ValueError(f"unknown reference kind {kind!r}")
     if not os.path.exists(path):
         raise InputError(path, f"no such file (given as the {kind} reference)")
+    if os.path.isdir(path):
+        raise InputError(path, f"is a directory (given as the {kind} reference)")
+    try:
+        with open(path, "rb") as f:
+            first = f.read(80)
+    except PermissionError:
+        raise InputError(path, f"cannot be read: permission denied (given as the {kind} "
+                         "reference)") from None
+    if not first.startswith(b"SIMPLE  ="):
+        raise InputError(path, f"is not a readable FITS file (it does not begin with "
+                         f"'SIMPLE  ='; given as the {kind} reference)")
     try:
         with fits.open(path, memmap=False) as hdul:
             names = [h.name.upper() for h in hdul]
@@ -638,10 +657,23 @@ def open_reference(path: str | os.PathLike, kind: str, *, chunk_mb: float | None
             layouts = {ext: _layout(hdul, names.index(ext))
                        for ext in REFERENCE_EXTENSIONS[kind] if ext in names}
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise InputError(path, f"is not a readable FITS reference file ({exc})") from None
+        raise InputError(path, f"is not a readable FITS reference file ({exc}; given as "
+                         f"the {kind} reference)") from None
+    want = REFERENCE_REFTYPES[kind]
+    have = str(attrs.get("REFTYPE", "")).strip().upper()
+    # a file without REFTYPE (not from CRDS) is taken on its extensions alone
+    if have and have != want:
+        raise InputError(path, f"REFTYPE is {have}, but it is given as the {kind} reference, "
+                         f"which needs a {want} file")
     value_ext = next((e for e, v in REFERENCE_EXTENSIONS[kind].items() if v != "dq"), "DQ")
     if value_ext not in layouts:
         raise InputError(path, f"has no {value_ext} extension; not a {kind} reference file")
+    shape = layouts[value_ext].shape
+    if len(shape) not in _NDIMS[kind]:
+        want = " or ".join(f"{n}-D" for n in _NDIMS[kind])
+        raise InputError(path, f"{value_ext} is {len(shape)}-D {shape}, but a "
+                         f"{REFERENCE_REFTYPES[kind]} reference's {value_ext} is {want} "
+                         f"(given as the {kind} reference)")
     attrs["path"] = path
     data_vars = {}
     for ext, layout in layouts.items():

@@ -622,6 +622,13 @@ class _Builder:
             self.notes.append(f"{source}: section {key!r} is not a reflabel daskref has "
                               "(no plug-in); ignored")
         elif isinstance(value, Mapping):
+            # a jwst_reffiles section daskref lacks is ignored, but one spelled almost
+            # like a daskref section is a typo whose settings would silently not apply
+            known = [k for k in self.data if self.is_section(k)]
+            close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
+            if close:
+                raise ConfigError(f"{source}: no section {key!r} (did you mean {close[0]!r}?)"
+                                  f"; its keys would be ignored")
             self.notes.append(f"{source}: section {key!r} is not a daskref config section; "
                               "ignored")
         else:
@@ -716,11 +723,15 @@ def _read_yaml(path: Path) -> dict:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise ConfigError(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read the config file ({exc.strerror or exc})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        # one line: the problem and where (PyYAML's own text spans several lines)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: not valid YAML{where}: {problem}") from None
     if data is None:
         return {}
     if not isinstance(data, Mapping):

@@ -36,11 +36,20 @@ from .. import reftypes as _reftypes  # noqa: F401  (registers the built-in type
 from .._compute import compute
 from ..geometry import is_miri
 from ..io.crds import CrdsMeta
-from ..io.fits import InputError, _stack_bytes_per_row, open_infos, read_info, row_chunks_for
-from ..prep.engine import NEEDS, PREP_CHUNK_MB, REFTYPES, prep_many
+from ..io.fits import (
+    InputError,
+    _stack_bytes_per_row,
+    check_data,
+    check_group_time,
+    open_infos,
+    read_info,
+    row_chunks_for,
+)
+from ..io.products import open_reference
+from ..prep.engine import NEEDS, PREP_CHUNK_MB, REFTYPES, check_reference_fit, prep_many
 from ..prep.stack import concat_integrations, default_steps
 from ..prep.steps import parse_steps, steps_to_run
-from ..reftypes._inputs import describe_reference
+from ..reftypes._inputs import describe_reference, group_time_for
 from ..reftypes.registry import REGISTRY, RefType
 from .grouping import ImageSet, InputFile, image_sets, merge_sets
 from .inputs import read_inputs
@@ -317,6 +326,7 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
     notes = list(config.notes)
     dirs = directories(data["output"], newrunid=bool(options.get("newrunid")))
     inputs, infos, input_notes = read_inputs(files, data["inputfiles"])
+    check_data(list(infos.values()))  # a blank input is an error now, not in a later stage
     notes += input_notes
     limits = dict(dd_max_delta_mjd=(data.get("DD") or {}).get("max_Delta_MJD"),
                   ff_max_delta_mjd=(data.get("FF") or {}).get("max_Delta_MJD"),
@@ -359,7 +369,10 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
                 except InputError as exc:
                     raise MkrefsError(f"{label}: the set of {imset.detector} "
                                       f"({_plural_files(imset)}): {exc}") from None
-            attrs = infos[imset.members[0][1].path].header
+            members = [infos[f.path] for _, f in imset.members]
+            attrs = members[0].header
+            if rt.needs_group_time:
+                check_group_time(members, group_time_for(rt))
             steps = _steps_for(fw, attrs)
             if steps is not None and "mask" not in reffile4ssb:
                 # dq_init runs only with a MASK; reference pixels come from the geometry
@@ -373,6 +386,8 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
                 chains.append(flat_steps)
             for chain in chains:  # a bad ssbsteps: an error now
                 to_run = steps_to_run(parse_steps(chain, attrs), attrs)
+                if "rate" in to_run:
+                    check_group_time(members, "ramp fitting")
                 wanted = {r for s in to_run for r in NEEDS.get(s, ())}
                 needed |= wanted
                 missing = sorted(r for r in wanted if r not in reffile4ssb)
@@ -396,6 +411,11 @@ def plan(config, reflabels: Sequence[str], files: Sequence[str], *, options: Map
                 else:
                     refs[name] = _reference_for(name, value, imset.detector,
                                                 str(attrs.get("SUBARRAY", "")))
+                if refs[name] != "SELF":  # a file: its type and fit to the set, now
+                    check_reference_fit(name, open_reference(refs[name], name), attrs,
+                                        members[0].shape, members[0].path,
+                                        {"dark_current": {k: params.get(k) for k in
+                                                          ("dark_nframes", "dark_groupgap")}})
             path = dirs.reffile(label, str(fw["reftype"]).lower(), cmd_id)
             jobs.append(Job(cmd_id=cmd_id, reflabel=label, rt=rt, imset=imset, path=path,
                             steps=steps, refs=refs, params=params,

@@ -16,6 +16,7 @@ import os
 from collections.abc import Mapping, Sequence
 from functools import partial
 from numbers import Real
+from types import SimpleNamespace
 
 import numpy as np
 import xarray as xr
@@ -128,6 +129,119 @@ def check_references(to_run: Sequence[str], refs: Mapping[str, object], label: s
                     f"{where}step {step!r} needs a {REFTYPES[name]} reference: give "
                     f"{name}=... / --{name} FILE"
                 )
+
+
+#: References whose READPATT must be the science's for MIRI (FAST and SLOW reads differ in
+#: frame time, reset behaviour and noise; frame averaging cannot turn one into the other).
+MIRI_READPATT_REFERENCES = frozenset({"dark", "readnoise"})
+#: READPATT values that mean "any readout".
+ANY_READPATT = frozenset({"", "ANY", "N/A", "NONE"})
+
+
+def _full_window(attrs: Mapping, shape: tuple[int, int]) -> str:
+    """``x a-b, y c-d`` (1-based, full frame) of an array with SUBSTRT keywords."""
+    x0, y0 = int(attrs.get("SUBSTRT1", 1)), int(attrs.get("SUBSTRT2", 1))
+    return f"x {x0}-{x0 + shape[1] - 1}, y {y0}-{y0 + shape[0] - 1}"
+
+
+def check_reference_fit(name: str, ref: xr.Dataset, sci: Mapping, shape: tuple[int, ...],
+                        label: str = "", params: Mapping[str, Mapping] | None = None) -> None:
+    """Refuse a reference file that cannot calibrate these data, from the headers.
+
+    Checked: ``INSTRUME`` and ``DETECTOR`` equal (where both files say); the
+    science window inside the reference (``SUBSTRT``/``SUBSIZE``; one of the same
+    size must sit at the same place); for a DARK, enough groups for the science
+    readout (:func:`daskref.kernels.simple.dark_frame_indices`); for a MIRI DARK
+    or READNOISE, the same ``READPATT`` (unless it says ANY). A near-IR DARK of
+    another READPATT is fine when it is frame-resolved (it is averaged to the
+    science groups), and the other types do not depend on the readout.
+
+    Parameters
+    ----------
+    name : str
+        The reference argument (``superbias``, ``dark``, ...).
+    ref : xarray.Dataset
+        From :func:`daskref.io.products.open_reference` (``attrs["path"]``).
+    sci : mapping
+        The science file's header attributes.
+    shape : tuple of int
+        Its ``(integration, group, y, x)`` shape.
+    label : str
+        The science file (named in the message).
+    params : mapping, optional
+        Step parameters (``dark_current``'s ``dark_nframes``/``dark_groupgap``).
+
+    Raises
+    ------
+    daskref.io.fits.InputError
+        Naming the reference file, the keyword and the science file.
+    """
+    from daskref.io.fits import InputError
+    from daskref.kernels.simple import dark_frame_indices
+
+    path, attrs = ref.attrs["path"], ref.attrs
+    label = os.path.basename(label) or "the science data"
+    kind = REFTYPES[name]
+    for key in ("INSTRUME", "DETECTOR"):
+        have, want = str(attrs.get(key, "")).upper(), str(sci.get(key, "")).upper()
+        if have and want and have != want:
+            raise InputError(path, f"{key} is {have} but {label} is {want}: give the "
+                             f"{kind} reference of {sci.get('DETECTOR', want)}")
+    values = [v for n, v in ref.data_vars.items() if n != "dq"] or list(ref.data_vars.values())
+    ngroups, window = int(shape[1]), (int(shape[2]), int(shape[3]))
+    shape = tuple(int(n) for n in values[0].shape)  # from here on: the reference's
+    if shape[-2:] == window:
+        same = all(k in attrs and k in sci for k in ("SUBSTRT1", "SUBSTRT2"))
+        if same and (int(attrs["SUBSTRT1"]), int(attrs["SUBSTRT2"])) != (
+                int(sci["SUBSTRT1"]), int(sci["SUBSTRT2"])):
+            raise InputError(path, f"SUBSTRT1/2 {attrs['SUBSTRT1']},{attrs['SUBSTRT2']}: it "
+                             f"covers {_full_window(attrs, shape[-2:])} but {label} is "
+                             f"{_full_window(sci, window)}; give a full-frame {kind} or one "
+                             "of that subarray")
+    else:
+        from daskref.algorithms.steps._reference import reference_window
+
+        try:
+            # the science side as reference_window reads it: header attributes and sizes
+            science = SimpleNamespace(attrs=sci, sizes=dict(zip("yx", window, strict=True)))
+            reference_window(shape, attrs, science)
+        except ValueError:
+            where = (_full_window(attrs, shape[-2:]) if "SUBSTRT1" in attrs
+                     else f"shape {shape[-2:]}, no SUBSTRT1/2")
+            raise InputError(path, f"too small for {label}: SUBSTRT/SUBSIZE {where} do not "
+                             f"contain the science window {_full_window(sci, window)}; give "
+                             f"a full-frame {kind} or one containing the subarray") from None
+    if is_miri(sci) and name in MIRI_READPATT_REFERENCES:
+        have = str(attrs.get("READPATT", "")).strip().upper()
+        want = str(sci.get("READPATT", "")).strip().upper()
+        if have not in ANY_READPATT and want and have != want:
+            raise InputError(path, f"READPATT is {have} but {label} is {want}: a MIRI {kind} "
+                             f"is made for one readout pattern; give one for {want}")
+    if name == "dark":
+        step = (params or {}).get("dark_current", {})
+        nframes = step.get("dark_nframes")
+        groupgap = step.get("dark_groupgap")
+        try:
+            dark_frame_indices(
+                ngroups, int(sci.get("NFRAMES", 1) or 1),
+                int(sci.get("GROUPGAP", 0) or 0), shape[-3] if len(shape) >= 3 else 1,
+                int(nframes if nframes is not None else attrs.get("NFRAMES", 1) or 1),
+                int(groupgap if groupgap is not None else attrs.get("GROUPGAP", 0) or 0))
+        except ValueError as exc:
+            raise InputError(path, f"does not cover {label}: {exc}") from None
+
+
+def check_references_fit(to_run: Sequence[str], refs: Mapping[str, object], ds: xr.Dataset,
+                         params: Mapping[str, Mapping] | None = None) -> None:
+    """:func:`check_reference_fit` of every reference file the steps to run use."""
+    done = set()
+    for step in to_run:
+        for name in NEEDS.get(step, ()):
+            ref = refs.get(name)
+            if name not in done and isinstance(ref, xr.Dataset) and "path" in ref.attrs:
+                shape = tuple(int(ds.sizes[d]) for d in ("integration", "group", "y", "x"))
+                check_reference_fit(name, ref, ds.attrs, shape, _label(ds), params)
+                done.add(name)
 
 
 def aligned_references(ds: xr.Dataset, refs: Mapping[str, object]) -> dict[str, object]:
@@ -320,13 +434,21 @@ def _params(params: Mapping[str, object]) -> dict[str, dict[str, object]]:
             for step, defaults in STEP_PARAMETERS.items()}
 
 
-def _plan(ds: xr.Dataset, steps, refs: Mapping[str, object]) -> tuple[tuple[str, ...], tuple]:
+def _plan(ds: xr.Dataset, steps, refs: Mapping[str, object],
+          params: Mapping[str, Mapping] | None = None) -> tuple[tuple[str, ...], tuple]:
     """Requested steps and those to run, after every check (no data touched)."""
     requested = parse_steps(steps, ds.attrs)
     to_run = steps_to_run(requested, ds.attrs)
     label = _label(ds)
     check_implemented(to_run, ds.attrs)
     check_references(to_run, refs, label)
+    check_references_fit(to_run, refs, ds, params)
+    if "rate" in to_run:
+        from daskref.io.fits import InputError, group_time_problem
+
+        problem = group_time_problem(ds.attrs.get("TGROUP"))
+        if problem:
+            raise InputError(label or None, f"{problem}; ramp fitting needs it")
     return requested, to_run
 
 
@@ -463,7 +585,7 @@ def prep(
                                    linearity=linearity, dark=dark, readnoise=readnoise, gain=gain))
     step_params = _params(params)
     ds = _open(ds_or_path, chunk_mb, chunk_rows)
-    requested, to_run = _plan(ds, steps, refs)
+    requested, to_run = _plan(ds, steps, refs, step_params)
     ds = _refpix_chunks(ds, ds_or_path, to_run, step_params)
     if not to_run:
         log.info("%s: every requested step is already COMPLETE", _label(ds) or "input")
@@ -503,7 +625,7 @@ def prep_many(
     if file_paths:
         scan(file_paths)  # every header, duplicates and truncation, first
     opened = [_open(p, chunk_mb, chunk_rows) for p in paths]
-    plans = [_plan(ds, steps, refs) for ds in opened]
+    plans = [_plan(ds, steps, refs, step_params) for ds in opened]
     opened = [_refpix_chunks(ds, p, run, step_params)
               for ds, p, (_, run) in zip(opened, paths, plans, strict=True)]
     return [_build(ds, req, run, refs, step_params, spill_dir)

@@ -90,6 +90,7 @@ def prep_stack(
     chunk_mb: float | None = None,
     spill_dir: str | os.PathLike | None = None,
     require: Sequence[str] = (),
+    group_time: str | None = None,
     **kwargs,
 ) -> xr.Dataset:
     """Calibrate every input through ``steps`` (what it still lacks) and stack them.
@@ -110,6 +111,9 @@ def prep_stack(
     require : sequence of str
         Steps every input must have had once calibrated (``"jump"``: the product
         needs the jump flags); an input without one is an error naming it.
+    group_time : str, optional
+        What needs the group time: every input must then have a positive ``TGROUP``
+        (:func:`daskref.io.fits.scan`).
     **kwargs
         References (``mask``, ``saturation``, ``superbias``, ``linearity``, ``dark``,
         ``readnoise``, ``gain``: files, arrays, numbers where allowed, or lazy
@@ -134,7 +138,7 @@ def prep_stack(
         Bad steps or a missing reference, before any graph is built.
     """
     paths, rows = stack_paths(inputs)
-    infos = scan(paths)
+    infos = scan(paths, group_time=group_time)
     check_stackable(infos)
     if rows is None:
         rows = row_chunks_for(infos[0].shape[2], _stack_bytes_per_row(infos),

@@ -126,14 +126,17 @@ def write_ancillary(ds: xr.Dataset, path, suffix: str, filetype: str, function: 
     return out
 
 
-def open_raw(inputs, chunk_mb: float | None = None):
+def open_raw(inputs, chunk_mb: float | None = None, rt=None):
     """The raw stack of a type that uses ramps as they are.
 
-    Paths are opened lazily (:func:`daskref.io.open_stack`); an opened stack or a
-    DataArray is passed through.
+    Paths are opened lazily (:func:`daskref.io.open_stack`; with the type ``rt``
+    that needs the group time, every input must have a positive TGROUP); an opened
+    stack or a DataArray is passed through.
     """
     from ..io.fits import open_stack
+    from ._inputs import group_time_for
 
     if isinstance(inputs, (xr.Dataset, xr.DataArray)):
         return inputs
-    return open_stack(inputs, chunk_mb=chunk_mb)
+    why = group_time_for(rt) if rt is not None else None
+    return open_stack(inputs, chunk_mb=chunk_mb, group_time=why)

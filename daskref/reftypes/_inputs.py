@@ -11,7 +11,7 @@ from ..algorithms.steps._reference import reference_dataarray
 from ..io.fits import read_info
 from ..io.products import open_reference
 from ..prep.engine import REFTYPES as PREP_REFERENCES
-from ..prep.engine import STEP_PARAMETERS
+from ..prep.engine import STEP_PARAMETERS, check_reference_fit
 from ..prep.stack import _reference, default_steps, prep_stack, stack_paths
 from .registry import RefType
 
@@ -49,10 +49,19 @@ def prepared_stack(rt: RefType, inputs, *, steps: str | None, refs: Mapping,
         steps = default_steps(rt.ssbsteps, rt.ssbsteps_miri, attrs,
                               have_mask=refs.get("mask") is not None)
     stack = prep_stack(inputs, steps=steps, chunk_mb=chunk_mb, spill_dir=spill_dir,
-                       require=rt.requires, **refs, **prep_params)
+                       require=rt.requires, group_time=group_time_for(rt), **refs,
+                       **prep_params)
     stack.attrs["prep_references"] = {k: describe_reference(v) for k, v in refs.items()
                                       if v is not None}
     return stack
+
+
+def group_time_for(rt: RefType) -> str | None:
+    """What to name when an input lacks the TGROUP the type needs (None: not needed)."""
+    if not rt.needs_group_time:
+        return None
+    same = rt.reflabel == rt.reftype.lower()
+    return f"the {rt.reftype}" if same else f"the {rt.reftype} ({rt.reflabel})"
 
 
 def describe_reference(value) -> str:
@@ -73,6 +82,10 @@ def gain_map(gain, stack: xr.Dataset):
     if isinstance(gain, (int, float)) and not isinstance(gain, bool):
         return float(gain)
     if isinstance(gain, (str, os.PathLike)):
-        gain = open_reference(gain, "gain")["gain"]
+        ref = open_reference(gain, "gain")
+        shape = tuple(int(stack.sizes[d]) for d in ("integration", "group", "y", "x"))
+        inputs = stack.attrs.get("inputs") or [""]
+        check_reference_fit("gain", ref, stack.attrs, shape, str(inputs[0]))
+        gain = ref["gain"]
     gain = _reference(gain)
     return reference_dataarray(gain, stack, name="gain")

@@ -114,7 +114,7 @@ DARK_TYPE = register(RefType(
     inputs="darks", imtypes="D+",
     ssbsteps="dq_init,saturation,superbias,refpix,linearity,jump",
     ssbsteps_miri="dq_init,saturation,firstframe,lastframe,linearity,jump",
-    requires=("jump",),
+    requires=("jump",), needs_group_time=True,
     algorithm=_dark.dark, build=build, write=write,
     params=[
         Param("stat_to_use", "statistic of each group over all integrations"),

@@ -50,7 +50,7 @@ def build(inputs, *, chunk_mb: float | None = None, superbias: str | None = None
         Those of :func:`daskref.algorithms.linearity.linearity`.
     """
     params = LINEARITY_TYPE.resolve(params)
-    stack = open_raw(inputs, chunk_mb)
+    stack = open_raw(inputs, chunk_mb, LINEARITY_TYPE)
     if isinstance(stack, xr.Dataset):
         need = int(params.get("early_degree", 3)) + 3
         if stack.sizes["group"] < need:
@@ -105,7 +105,7 @@ def write(ds: xr.Dataset, path, meta: CrdsMeta):
 LINEARITY_TYPE = register(RefType(
     reflabel="linearity", reftype=REFTYPE, datamodel=DATAMODEL,
     summary="LINEARITY reference file from ramps at several fluxes, into saturation",
-    inputs="flats", imtypes="F+", ssbsteps=None,
+    inputs="flats", imtypes="F+", ssbsteps=None, needs_group_time=True,
     algorithm=_lin.linearity, build=build, write=write,
     params=[
         Param("superbias", "SUPERBIAS file for the zero level (default: from the ramps)"),

@@ -160,7 +160,7 @@ MASK_FROM_DARKS = register(RefType(
     inputs="darks", imtypes="D+",
     ssbsteps="dq_init,saturation,superbias,refpix,linearity,jump,rate",
     ssbsteps_miri="dq_init,saturation,firstframe,lastframe,linearity,jump,rate",
-    requires=("jump", "rate"),
+    requires=("jump", "rate"), needs_group_time=True,
     algorithm=_bpd.mask_from_darks, build=build_from_darks, write=write,
     input_flag="darks",
     params=[

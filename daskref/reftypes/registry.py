@@ -174,6 +174,9 @@ class RefType:
         ``("darks", "flats")``); None: positional.
     requires : tuple of str
         Calibration steps every input must have had (``("jump",)``).
+    needs_group_time : bool
+        The product depends on the group time: every input must have a positive
+        ``TGROUP``, checked with the headers.
     includes : tuple of RefType
         Types whose parameters this one also takes (the combined MASK takes those of
         the MASK from darks and from flats).
@@ -205,6 +208,7 @@ class RefType:
     command: str = ""
     input_flag: str | tuple[str, ...] | None = None
     requires: tuple[str, ...] = ()
+    needs_group_time: bool = False
     includes: tuple[RefType, ...] = ()
     merge_sets: bool = False
     check_set: Callable | None = None

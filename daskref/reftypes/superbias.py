@@ -51,7 +51,18 @@ def build(inputs, *, chunk_mb: float | None = None, **params) -> xr.Dataset:
 
     Parameters are those of :func:`daskref.algorithms.superbias.superbias`.
     """
-    product = _sb.superbias(open_raw(inputs, chunk_mb), **SUPERBIAS_TYPE.resolve(params))
+    params = SUPERBIAS_TYPE.resolve(params)
+    stack = open_raw(inputs, chunk_mb)
+    n = stack.sizes.get("integration", 2)
+    if n < 2:
+        from ..io.fits import InputError
+
+        files = list(stack.attrs.get("inputs") or [None])
+        # one sample per pixel: no scatter, so no ERR and no UNRELIABLE_BIAS threshold
+        raise InputError(files[0], f"has {n} integration in all; a SUPERBIAS needs at "
+                         "least 2 (its ERR and UNRELIABLE_BIAS flags come from their "
+                         "scatter): give more darks or integrations")
+    product = _sb.superbias(stack, **params)
     product.attrs["reflabel"] = SUPERBIAS_TYPE.reflabel
     return product
 

@@ -54,7 +54,7 @@ def test_calibrated_ramp__groupdq_pixeldq(tmp_path):
 
 
 def test_stack__pixeldq_is_or_of_files(tmp_path):
-    sci = np.zeros((1, 2, 4, 4), np.float32)
+    sci = np.random.default_rng(1).normal(0, 5, (1, 2, 4, 4)).astype(np.float32)
     a = write_ramp_file(tmp_path / "a.fits", sci, pixeldq=np.full((4, 4), 1, np.uint32))
     b = write_ramp_file(tmp_path / "b.fits", sci, pixeldq=np.full((4, 4), 2**31, np.uint32))
     ds = open_stack([a, b])
