@@ -167,3 +167,19 @@ def test_full_disk_while_streaming_prep_products(tiny_darks, tmp_path, capsys, m
     assert "_refpix.fits: no space left on device (the disk is full)" in line, line
     assert str(out) in line
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_refused_probe_is_reported_also_for_root(tiny_darks, tmp_path, capsys, monkeypatch):
+    """What a directory without write permission gives a non-root user, or a read-only
+    mount anyone, simulated where the probe file is made (the tests may run as root)."""
+    import daskref.io.exposure_writer as writer
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), kwargs.get("dir"))
+
+    monkeypatch.setattr(writer.tempfile, "mkstemp", refuse)
+    no_compute(monkeypatch)
+    out = tmp_path / "rn.fits"
+    assert main(["readnoise", *map(str, tiny_darks), "-o", str(out), "--no-qa"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"{out}: not writable: permission denied" in line, line
