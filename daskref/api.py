@@ -21,6 +21,7 @@ import xarray as xr
 
 from ._compute import compute
 from .io.crds import CrdsMeta
+from .io.exposure_writer import check_writable
 from .io.fits import open_stack
 from .qa import qa  # noqa: F401  (the API: daskref.qa)
 from .reftypes import REGISTRY
@@ -88,6 +89,12 @@ def write(
     list of pathlib.Path
         The files written. Each is written to a temporary name and renamed, so an
         interrupted run leaves no partial file.
+
+    Raises
+    ------
+    daskref.io.exposure_writer.OutputError
+        Before computing, when an output directory cannot be written; after, when
+        a file cannot be (the disk full): nothing of that file is left.
     """
     if isinstance(products, xr.Dataset):
         products = [products]
@@ -104,6 +111,8 @@ def write(
         rt = product_type(ds)
         _description(ds, "{n_inputs}", meta)  # fail before computing
         types.append(rt)
+    for directory in dict.fromkeys(p.parent for p in paths):
+        check_writable(directory)
     computed = compute(products, progress=progress)
     return [rt.write(ds, p, meta) for rt, ds, p in zip(types, computed, paths, strict=True)]
 

@@ -1,4 +1,4 @@
-"""Test and benchmark helpers: a compute guard, a read counter, a ramp-file writer."""
+"""Test and benchmark helpers: a compute guard, a read counter, a ramp-file writer, a full disk."""
 
 from __future__ import annotations
 
@@ -128,3 +128,38 @@ def assert_same_fits(a, b, *, header: bool = True):
                     return [(c.keyword, str(c.value)) for c in h.header.cards
                             if c.keyword not in ("DATE", "FILENAME", "CHECKSUM", "DATASUM")]
                 assert cards(ha) == cards(hb), (a, ha.name)
+
+
+def full_disk(monkeypatch, match: str = "") -> None:
+    """Make astropy's ``writeto`` fail as on a full disk, for file names containing ``match``.
+
+    Part of the file is written first, as by a real write that runs out of room. On
+    Linux the error is the one astropy itself raises writing to ``/dev/full``
+    (``OSError("[Errno 28] No space left on device")``, no ``errno``); elsewhere an
+    ``OSError(ENOSPC)``.
+
+    Parameters
+    ----------
+    monkeypatch : pytest.MonkeyPatch
+        Undoes the patch at the end of the test (or of its ``context()``).
+    match : str
+        Only the writes of files whose name contains it fail.
+    """
+    import errno
+    import os
+    from pathlib import Path
+
+    from astropy.io import fits
+
+    real = fits.HDUList.writeto
+
+    def writeto(self, fileobj, *args, **kwargs):
+        if match not in str(fileobj):
+            return real(self, fileobj, *args, **kwargs)
+        Path(fileobj).write_bytes(b"SIMPLE  =                    T" + b" " * 2850)
+        if os.path.exists("/dev/full"):
+            with open("/dev/full", "wb") as full:
+                return real(self, full, *args, **kwargs)
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(fileobj))
+
+    monkeypatch.setattr(fits.HDUList, "writeto", writeto)

@@ -1,7 +1,11 @@
 """The ``daskref`` command line.
 
-Every command checks its inputs from the headers before any heavy work; a bad input
-ends with one line naming the file and the problem, exit status 2, and no output.
+Every command checks its inputs from the headers, and that its output directory can
+be written, before any heavy work; a bad input or an unwritable output ends with one
+line naming the file and the problem, exit status 2, and no output. A failure to
+write during the run (the disk full, a quota) is one line naming the output, exit
+status 1, with no partial file; an interrupt (SIGINT, SIGTERM) one line, exit status
+128 + the signal number, with no partial or temporary file.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from ..execution import (
     running,
 )
 from ..io.crds import MetadataError
+from ..io.exposure_writer import OutputError, check_writable
 from ..io.fits import InputError
 from ..prep.engine import STEP_PARAMETERS
 
@@ -134,18 +139,16 @@ def _check_output(path: str) -> Path:
         raise UsageError(f"{out}: output is a directory; give a file name like {out}/ref.fits")
     if out.suffix.lower() != ".fits":
         raise UsageError(f"{out}: output must end in .fits")
-    _check_parent(out)
+    _check_writable(out.parent, out)
     return out
 
 
-def _check_parent(out: Path) -> None:
-    """The nearest existing ancestor of an output must be a directory (the rest is made)."""
-    for parent in out.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise UsageError(f"{out}: {parent} is a file, not a directory; the output "
-                                 "cannot be written under it")
-            return
+def _check_writable(directory, name=None) -> None:
+    """Refuse, before any work, an output directory that nothing can be written to."""
+    try:
+        check_writable(directory)
+    except OutputError as exc:
+        raise UsageError(f"{name}: {exc.problem}" if name is not None else str(exc)) from None
 
 
 def _add_reftype_options(p, rt):
@@ -278,6 +281,7 @@ def cmd_simulate(args) -> int:
         write_truth,
     )
 
+    _check_writable(args.outdir)
     t0 = time.perf_counter()
     subsize = tuple(args.subsize) if args.subsize else None
     extra = dict(BAD_PIXEL_DEFAULTS, **FLAT_DEFECT_DEFAULTS) if args.bad_pixels else {}
@@ -329,6 +333,7 @@ def cmd_demo(args) -> int:
     labels = ["readnoise", "superbias", "dark", "bad_pixel_mask"]
 
     outdir = Path(args.outdir)
+    _check_writable(outdir)
     t0 = time.perf_counter()
     geometry = dict(subarray="FULL") if args.full_frame else dict(
         subarray="SUB320", substrt=(1, 1), subsize=(320, 320), tframe=10.7)
@@ -478,7 +483,7 @@ def cmd_prep(args) -> int:
     outdir = Path(args.output)
     if outdir.exists() and not outdir.is_dir():
         raise UsageError(f"{outdir}: -o must be a directory")
-    _check_parent(outdir)
+    _check_writable(outdir)
     if not args.fits and not args.zarr:
         raise UsageError("--no-fits without --zarr would write nothing")
     refs = {name: _reference_value(name, getattr(args, name)) for name in PREP_REFERENCES}
@@ -582,7 +587,14 @@ def cmd_mkrefs(args) -> int:
     import os
 
     from ..orchestrate.config import default_config_text, load_config
-    from ..orchestrate.run import MkrefsError, execute, parse_tokens, plan
+    from ..orchestrate.run import (
+        MkrefsError,
+        execute,
+        parse_tokens,
+        plan,
+        qa_missing,
+        stale_temporaries,
+    )
     from ..reftypes import REGISTRY, ParameterError
     from ..reftypes.plugins import PluginError, load_plugins
 
@@ -618,8 +630,13 @@ def cmd_mkrefs(args) -> int:
             print(line)
     if args.onlyshow:
         return 0
+    # before any work: where the files go must take them (a full disk shows up later)
+    _check_writable(the_plan.dirs.basedir)
+    if any(row["save"] for row in the_plan.prep):
+        _check_writable(the_plan.dirs.ssbdir)
     todo = [j for j in the_plan.jobs if j.make]
-    if not todo and all(f.path.exists() for f in the_plan.finals):
+    if not todo and all(f.path.exists() for f in the_plan.finals) and not qa_missing(the_plan):
+        stale_temporaries(the_plan)  # (execute does it, in the run's log, when it runs)
         if not args.quiet:
             print(f"nothing to do: all {len(the_plan.jobs)} reference files exist "
                   f"in {the_plan.dirs.basedir} (--force_redo_ref remakes them)")
@@ -843,10 +860,16 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, MetadataError, UsageError) as exc:
         print(f"daskref {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OutputError as exc:  # the disk full, a quota: during the run, not a usage error
+        note = f"; {exc.note}" if exc.note else ""
+        print(f"daskref {args.command}: error: {exc}; no partial file left{note}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt as exc:
         signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        rerun = "; a rerun makes the rest" if args.command == "mkrefs" else ""
         print(f"daskref {args.command}: interrupted ({signal.Signals(signum).name}); "
-              "no partial file left", file=sys.stderr)
+              f"no partial file left{rerun}", file=sys.stderr)
         return 128 + signum
     except Exception as exc:  # one readable line; -vv for the traceback
         if getattr(args, "verbose", 0) >= 2:

@@ -29,9 +29,13 @@ How the writing streams
 Each FITS file is laid out before any data exist: headers are built and the byte
 offset of every extension's data is known. The compute graph then holds, per
 product, one *allocate* task (writes the headers to ``.<name>.part-<pid>`` and sizes
-the file), one *write* task per chunk of every array (opens the data area as a
-``numpy.memmap`` and stores the chunk's region, big-endian), and a *finalize* task
-that renames the part file once every chunk is written. The arrays' chunks are row
+the file), one *write* task per chunk of every array (stores the chunk's region,
+big-endian, with ``os.pwrite`` at its byte offsets), and a *finalize* task that
+renames the part file once every chunk is written. (Not a ``numpy.memmap``: a store
+into a mapped page of the sparse file that the disk has no room for kills the process
+with SIGBUS, where ``pwrite`` fails with ``ENOSPC``, which is reported as an
+:class:`~daskref.io.exposure_writer.OutputError` naming the product, its part file
+removed.) The arrays' chunks are row
 slabs, as they are read, so each task holds one slab and memory stays bounded by the
 chunk size whatever the file size; a plane-by-plane writer would instead need every
 slab of a plane at once. Because the write tasks refer to the products' own dask keys
@@ -41,6 +45,7 @@ of all inputs shares their common work and reads every input byte once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -190,11 +195,16 @@ def primary_header(attrs: Mapping, *, datamodel: str, filename: str, kind: str) 
 # --------------------------------------------------------------------------- streaming FITS
 
 
-class _MemmapRegion:
-    """Writes array regions into the data area of one extension of a FITS file."""
+class _FileRegion:
+    """Writes array regions into the data area of one extension of a FITS file.
 
-    def __init__(self, path: str, offset: int, shape: tuple[int, ...], dtype: np.dtype):
+    ``final`` is the name the file gets once complete, the one an error names.
+    """
+
+    def __init__(self, path: str, offset: int, shape: tuple[int, ...], dtype: np.dtype,
+                 final: str | None = None):
         self.path, self.offset, self.shape, self.dtype = path, offset, tuple(shape), np.dtype(dtype)
+        self.final = final or path
 
     def disk_dtype(self) -> np.dtype:
         if self.dtype.kind == "u" and self.dtype.itemsize > 1:
@@ -207,23 +217,61 @@ class _MemmapRegion:
             return (np.asarray(block).astype(self.dtype) ^ flip).view(f"i{self.dtype.itemsize}")
         return np.asarray(block).astype(self.dtype, copy=False)
 
+    def runs(self, region: tuple[slice, ...]):
+        """``(byte offset in the file, start, stop)`` of each contiguous run of a region.
+
+        ``start:stop`` index the region's block flattened in C order. The trailing
+        axes the region covers whole, with the partial axis before them, form one
+        run per index of the axes before that (a row slab of a ``(nint, ngroup, y,
+        x)`` array: one run per group).
+        """
+        shape = self.shape
+        region = tuple(slice(*r.indices(n)[:2]) for r, n in zip(region, shape, strict=True))
+        k = len(shape)
+        while k > 0 and region[k - 1] == slice(0, shape[k - 1]):
+            k -= 1
+        lead = max(k - 1, 0)  # axes of one run each; axis ``lead`` and after: contiguous
+        strides = [int(np.prod(shape[d + 1:])) for d in range(len(shape))]
+        counts = [r.stop - r.start for r in region]
+        run = int(np.prod(counts[lead:]))
+        base = sum(r.start * st for r, st in zip(region, strides, strict=True))
+        size = self.dtype.itemsize
+        for n, index in enumerate(np.ndindex(*counts[:lead])):
+            start = base + sum(i * st for i, st in zip(index, strides, strict=False))
+            yield self.offset + start * size, n * run, (n + 1) * run
+
     def write(self, region: tuple[slice, ...], block: np.ndarray) -> None:
-        mm = np.memmap(self.path, dtype=self.disk_dtype(), mode="r+", offset=self.offset,
-                       shape=self.shape)
+        data = np.ascontiguousarray(self.encode(block), dtype=self.disk_dtype()).reshape(-1)
+        raw = memoryview(data).cast("B")
+        size = data.dtype.itemsize
+        fd = os.open(self.path, os.O_WRONLY)
         try:
-            mm[region] = self.encode(block)
-            mm.flush()
+            for offset, start, stop in self.runs(region):
+                view = raw[start * size:stop * size]
+                while view:  # pwrite may write less than asked
+                    done = os.pwrite(fd, view, offset)
+                    view, offset = view[done:], offset + done
         finally:
-            del mm
+            os.close(fd)
 
 
-def _allocate(path: str, headers: Sequence[tuple[int, bytes]], size: int) -> str:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        for offset, text in headers:
-            f.seek(offset)
-            f.write(text)
-        f.truncate(size)
+def _allocate(path: str, headers: Sequence[tuple[int, bytes]], size: int,
+              final: str | None = None) -> str:
+    from daskref.io.exposure_writer import OutputError, remove_stale
+
+    final = final or path
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(final)  # the part files of a run that was killed
+        with open(path, "wb") as f:
+            for offset, text in headers:
+                f.seek(offset)
+                f.write(text)
+            f.truncate(size)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(path)
+        raise OutputError(final, exc) from None
     return path
 
 
@@ -232,8 +280,15 @@ def _write_slab(_allocated, targets, regions, *blocks) -> int:
 
     ``regions``: per block, the list of its slices (lists, not tuples, in the graph).
     """
+    from daskref.io.exposure_writer import OutputError
+
     for target, region, block in zip(targets, regions, blocks, strict=True):
-        target.write(tuple(region), block)
+        try:
+            target.write(tuple(region), block)
+        except OSError as exc:
+            # the part file is removed by whoever computes the graph (write_products,
+            # mkrefs), which knows every file of the run
+            raise OutputError(target.final, exc) from None
     return 0
 
 
@@ -283,7 +338,7 @@ class FitsPlan:
                 phdr[key] = value
         self.headers = [(0, phdr.tostring(padding=True).encode("ascii"))]
         pos = len(self.headers[0][1])
-        self.targets: list[tuple[da.Array, _MemmapRegion]] = []
+        self.targets: list[tuple[da.Array, _FileRegion]] = []
         for name, array, dtype, extra in extensions:
             dtype = np.dtype(dtype)
             shape = tuple(int(n) for n in np.shape(array))
@@ -292,7 +347,8 @@ class FitsPlan:
             pos += len(text)
             nbytes = int(np.prod(shape)) * dtype.itemsize
             arr = array if isinstance(array, da.Array) else da.from_array(np.asarray(array))
-            self.targets.append((arr, _MemmapRegion(self.tmp, pos, shape, dtype)))
+            self.targets.append((arr, _FileRegion(self.tmp, pos, shape, dtype,
+                                                  str(self.path))))
             pos += nbytes + (-nbytes % BLOCK)
         self.size = pos
 
@@ -346,7 +402,7 @@ def stream_fits(plans: Sequence[FitsPlan], groups: Sequence[int] | None = None):
     layer: dict = {}
     allocs = [(f"{name}-allocate", k) for k in range(len(plans))]
     for key, p in zip(allocs, plans, strict=True):
-        layer[key] = (_allocate, p.tmp, p.headers, p.size)
+        layer[key] = (_allocate, p.tmp, p.headers, p.size, str(p.path))
     groups = [0] * len(plans) if groups is None else list(groups)
     slabs: dict[tuple[int, int, int], list] = {}
     arrays = []
@@ -555,9 +611,11 @@ def write_products(results: xr.Dataset | Sequence[xr.Dataset], outdir: str | os.
         Every file or store written. On failure no final file is left behind.
     """
     from daskref._compute import compute
+    from daskref.io.exposure_writer import check_writable
 
     if isinstance(results, xr.Dataset):
         results = [results]
+    check_writable(outdir)  # before the work, not at its first write
     tasks, paths = writers(results, outdir, fits_products=fits_products, zarr=zarr,
                            save_ramp=save_ramp)
     try:

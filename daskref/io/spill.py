@@ -13,7 +13,9 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import re
 import shutil
+import socket
 import tempfile
 import uuid
 from pathlib import Path
@@ -37,11 +39,21 @@ def spill_directory(directory: str | os.PathLike | None = None) -> Path:
 
 
 def _save(block: np.ndarray, path: str) -> str:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    from .exposure_writer import OutputError, _errno_of, describe, is_write_failure
+
     tmp = f"{path}.{uuid.uuid4().hex}.part"
-    with open(tmp, "wb") as f:
-        np.save(f, np.ascontiguousarray(block), allow_pickle=False)
-    os.replace(tmp, path)
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            np.save(f, np.ascontiguousarray(block), allow_pickle=False)
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.remove(tmp)
+        if not is_write_failure(exc):
+            raise
+        raise OutputError(Path(path).parent, f"spill directory: {describe(exc)} "
+                          "(give another with --spill-dir)", _errno_of(exc)) from None
     return path
 
 
@@ -60,6 +72,35 @@ def remove(paths) -> None:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+#: ``daskref-spill-<host>-<pid>-<token>``: whose folder it is, so that a later run on
+#: the same host can tell the folders of a killed run (SIGKILL skips the cleanup) from
+#: those of a running one, also in a directory that several hosts share.
+_FOLDER = re.compile(r"daskref-spill-(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]+")
+_swept: set[str] = set()
+
+
+def remove_stale_spills(directory: str | os.PathLike | None = None) -> list[Path]:
+    """Remove the spill folders that killed runs of this host left in ``directory``.
+
+    Returns
+    -------
+    list of Path
+        The folders removed.
+    """
+    from .exposure_writer import _alive
+
+    directory = spill_directory(directory)
+    removed = []
+    with contextlib.suppress(OSError):
+        for folder in directory.glob("daskref-spill-*"):
+            m = _FOLDER.fullmatch(folder.name)
+            if (m and m["host"] == socket.gethostname() and folder.is_dir()
+                    and not _alive(int(m["pid"]))):
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+    return removed
+
+
 def spill(arr: da.Array, directory: str | os.PathLike | None = None) -> da.Array:
     """The same array, each block passed through a temporary ``.npy`` file.
 
@@ -68,9 +109,12 @@ def spill(arr: da.Array, directory: str | os.PathLike | None = None) -> da.Array
     arr : dask.array.Array
         Any dtype and shape.
     directory : path-like, optional
-        See :func:`spill_directory`. Files go to ``<directory>/daskref-spill-<token>/``;
+        See :func:`spill_directory`. Files go to
+        ``<directory>/daskref-spill-<host>-<pid>-<token>/``;
         :func:`daskref._compute.compute` deletes them once the computation is over
-        (a plain ``dask.compute`` leaves them to the end of the process).
+        (a plain ``dask.compute`` leaves them to the end of the process), and the
+        first spill of a later process removes those that a killed one left
+        (:func:`remove_stale_spills`).
 
     Returns
     -------
@@ -80,7 +124,11 @@ def spill(arr: da.Array, directory: str | os.PathLike | None = None) -> da.Array
     """
     # unique per call: two spills of one array must not share files or keys
     token = tokenize(arr, uuid.uuid4().hex)
-    folder = spill_directory(directory) / f"daskref-spill-{token}"
+    where = spill_directory(directory)
+    if str(where) not in _swept:  # once per directory and process
+        _swept.add(str(where))
+        remove_stale_spills(where)
+    folder = where / f"daskref-spill-{socket.gethostname()}-{os.getpid()}-{token}"
     atexit.register(shutil.rmtree, folder, True)
     save, load = f"spill-save-{token}", f"spill-load-{token}"
     dsk = {}

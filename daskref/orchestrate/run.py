@@ -21,6 +21,7 @@ Layout (``basedir = outrootdir[/outsubdir][/runNNN]``)::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -587,13 +588,63 @@ def _rows_of(jobs: Sequence[Job], infos, chunk_mb) -> dict:
     return rows
 
 
+def stale_temporaries(p: Plan) -> list[Path]:
+    """Remove the temporaries that killed runs left where this run writes.
+
+    A run stopped by SIGKILL (or a node that died) cannot remove its part files;
+    every later run of the same directories does (those of running processes are
+    left alone). Only the directories of this run's files are looked at, not the
+    whole output tree.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The files removed.
+    """
+    from ..io.exposure_writer import remove_stale_in
+
+    dirs = {p.dirs.basedir, p.dirs.ssbdir, *(j.path.parent for j in p.jobs),
+            *(f.path.parent for f in p.finals)}
+    removed = [q for d in sorted(dirs) for q in remove_stale_in(d)]
+    for q in removed:
+        log.info("removed %s, left by a run that was killed", q)
+    return removed
+
+
+def qa_missing(p: Plan) -> list[Path]:
+    """Existing reference files of the plan without their QA (a run stopped before it)."""
+    if not p.options.get("qa", True):
+        return []
+    from ..qa import qa_paths
+
+    files = [j.path for j in p.jobs] + [f.path for f in p.finals]
+    return [f for f in dict.fromkeys(files) if f.exists() and not qa_paths(f)[0].exists()]
+
+
 def execute(p: Plan, *, progress: bool = False, spill_dir=None) -> dict:
     """Make every planned file, stage by stage; write the tables and the log.
+
+    Resuming: a file the plan found complete (``exists``) is kept, and gets its QA
+    if it lacks it. Files appear complete or not at all (temporary names, renamed),
+    so after an interrupt, a kill or a full disk the next run makes exactly what is
+    missing; the temporaries a killed run left are removed first
+    (:func:`stale_temporaries`).
+
+    On an interrupt or an error nothing partial is left: the files of the stage
+    being computed are not written, the part files of the calibrated products being
+    kept are removed, the tables record each file's status (``made``, ``exists``,
+    ``failed``, ``not made``) and the log the reason.
 
     Returns
     -------
     dict
         ``made`` (paths written), ``skipped`` (existing), ``finals``, ``seconds``.
+
+    Raises
+    ------
+    daskref.io.exposure_writer.OutputError
+        A file that could not be written (the disk full...); its ``note`` says what
+        the run leaves.
     """
     from ..io.products import writers
 
@@ -601,105 +652,185 @@ def execute(p: Plan, *, progress: bool = False, spill_dir=None) -> dict:
     made, skipped = [], [str(j.path) for j in p.jobs if not j.make]
     qa_files: list[str] = []
     p.dirs.basedir.mkdir(parents=True, exist_ok=True)
-    handler = logging.FileHandler(p.dirs.basedir / time.strftime("mkrefs_%Y-%m-%dT%H-%M-%S.log"))
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-    logging.getLogger("daskref").addHandler(handler)
-    try:
-        for line in p.lines():
-            log.info(line)
-        rows = _rows_of(p.jobs, p.infos, p.options.get("chunk_mb"))
-        stages = sorted({j.stage for j in p.jobs})
-        prep_by_input = {(r["input"], r["steps"]): r for r in p.prep}
-        for stage in stages:
-            todo = [j for j in p.jobs if j.stage == stage and j.make]
-            # SELF references of this stage: the finished files of earlier stages
-            for job in todo:
-                for name, reftype in job.self_refs.items():
-                    job.refs[name] = _finished(p, reftype, job.imset.detector)
-            products, jobs_made, cache, save_tasks, save_paths = [], [], {}, [], []
-            shared = _shared_calibrations(todo)
-            for job in todo:
-                rows_k = rows[(job.imset.detector, job.imset.readout)]
-                params = dict(job.params)
-                if len(job.rt.input_flags) > 1:
-                    # darks and flats: each half is calibrated by the build, its own way
-                    inputs = {kind: [f.path for _, f in job.imset.members
-                                     if f.kind == kind[:-1]] for kind in job.rt.input_flags}
-                    extra = dict(dark_steps=params.pop("dark_steps", None) or job.steps,
-                                 flat_steps=params.pop("flat_steps", None)
-                                 or job.kind_steps.get("flat"),
-                                 chunk_mb=p.options.get("chunk_mb"), spill_dir=spill_dir,
-                                 **job.refs)
+    pending: list[Path] = []  # calibrated products being streamed (part files in ssbdir)
+    with _run_log(p.dirs.basedir / time.strftime("mkrefs_%Y-%m-%dT%H-%M-%S.log")):
+        try:
+            for line in p.lines():
+                log.info(line)
+            stale_temporaries(p)
+            rows = _rows_of(p.jobs, p.infos, p.options.get("chunk_mb"))
+            stages = sorted({j.stage for j in p.jobs})
+            prep_by_input = {(r["input"], r["steps"]): r for r in p.prep}
+            for stage in stages:
+                todo = [j for j in p.jobs if j.stage == stage and j.make]
+                # SELF references of this stage: the finished files of earlier stages
+                for job in todo:
+                    for name, reftype in job.self_refs.items():
+                        job.refs[name] = _finished(p, reftype, job.imset.detector)
+                products, jobs_made, cache, save_tasks, save_paths = [], [], {}, [], []
+                shared = _shared_calibrations(todo)
+                for job in todo:
+                    rows_k = rows[(job.imset.detector, job.imset.readout)]
+                    params = dict(job.params)
+                    if len(job.rt.input_flags) > 1:
+                        # darks and flats: each half is calibrated by the build, its own way
+                        inputs = {kind: [f.path for _, f in job.imset.members
+                                         if f.kind == kind[:-1]] for kind in job.rt.input_flags}
+                        extra = dict(dark_steps=params.pop("dark_steps", None) or job.steps,
+                                     flat_steps=params.pop("flat_steps", None)
+                                     or job.kind_steps.get("flat"),
+                                     chunk_mb=p.options.get("chunk_mb"), spill_dir=spill_dir,
+                                     **job.refs)
+                        products.append(job.rt.build(inputs, **extra, **params))
+                        jobs_made.append(job)
+                        continue
+                    if job.rt.inputs == "darks+flats":
+                        # one stack per kind (GAIN: the flat pairs and the dark pairs)
+                        inputs = {}
+                        for kind in ("darks", "flats"):
+                            members = tuple((lab, f) for lab, f in job.imset.members
+                                            if f.kind == kind[:-1])
+                            if members:
+                                part = dataclasses.replace(
+                                    job, imset=dataclasses.replace(job.imset, members=members))
+                                inputs[kind] = _inputs_of(part, p.infos, rows_k, cache,
+                                                          prep_by_input, spill_dir, shared)
+                    else:
+                        inputs = _inputs_of(job, p.infos, rows_k, cache, prep_by_input,
+                                            spill_dir, shared)
+                    extra = dict(steps=job.steps, **job.refs) if job.rt.ssbsteps else {}
                     products.append(job.rt.build(inputs, **extra, **params))
                     jobs_made.append(job)
+                # prep products to keep (ssb_save_steps), in the same pass
+                for (path, steps), result in cache.items():
+                    row = prep_by_input.get((path, steps))
+                    if not row or not row["save"]:
+                        continue
+                    ramp_steps = [s for s in row["save"]
+                                  if s not in ("rate", "rateints", "fitopt")]
+                    tasks, paths = writers([result], p.dirs.ssbdir, save_ramp=bool(ramp_steps))
+                    if all(q.exists() for q in paths) and not p.options.get("force_redo_strun"):
+                        continue  # kept by an earlier run
+                    p.dirs.ssbdir.mkdir(parents=True, exist_ok=True)
+                    save_tasks += tasks
+                    save_paths += paths
+                if not products:
                     continue
-                if job.rt.inputs == "darks+flats":
-                    # one stack per kind (GAIN: the flat pairs and the dark pairs)
-                    inputs = {}
-                    for kind in ("darks", "flats"):
-                        members = tuple((lab, f) for lab, f in job.imset.members
-                                        if f.kind == kind[:-1])
-                        if members:
-                            part = dataclasses.replace(
-                                job, imset=dataclasses.replace(job.imset, members=members))
-                            inputs[kind] = _inputs_of(part, p.infos, rows_k, cache,
-                                                      prep_by_input, spill_dir, shared)
-                else:
-                    inputs = _inputs_of(job, p.infos, rows_k, cache, prep_by_input,
-                                        spill_dir, shared)
-                extra = dict(steps=job.steps, **job.refs) if job.rt.ssbsteps else {}
-                products.append(job.rt.build(inputs, **extra, **params))
-                jobs_made.append(job)
-            # prep products to keep (ssb_save_steps), in the same pass
-            for (path, steps), result in cache.items():
-                row = prep_by_input.get((path, steps))
-                if not row or not row["save"]:
-                    continue
-                ramp_steps = [s for s in row["save"] if s not in ("rate", "rateints", "fitopt")]
-                tasks, paths = writers([result], p.dirs.ssbdir, save_ramp=bool(ramp_steps))
-                if all(q.exists() for q in paths) and not p.options.get("force_redo_strun"):
-                    continue  # kept by an earlier run
-                p.dirs.ssbdir.mkdir(parents=True, exist_ok=True)
-                save_tasks += tasks
-                save_paths += paths
-            if not products:
-                continue
-            log.info("stage %d: %d reference files in one pass", stage, len(products))
-            computed = compute(products + save_tasks, progress=progress)[:len(products)]
-            for job, ds in zip(jobs_made, computed, strict=True):
-                job.path.parent.mkdir(parents=True, exist_ok=True)
-                job.rt.write(ds, job.path, job.meta)
-                job.status = "made"
-                made.append(str(job.path))
-                log.info("cmd%d %s -> %s", job.cmd_id, job.reflabel, job.path)
-                qa_files += _qa(p, job.path)
-            made += [str(q) for q in save_paths]
+                log.info("stage %d: %d reference files in one pass", stage, len(products))
+                pending = save_paths
+                computed = compute(products + save_tasks, progress=progress)[:len(products)]
+                pending = []
+                made += [str(q) for q in save_paths]
+                for job, ds in zip(jobs_made, computed, strict=True):
+                    job.path.parent.mkdir(parents=True, exist_ok=True)
+                    job.rt.write(ds, job.path, job.meta)
+                    job.status = "made"
+                    made.append(str(job.path))
+                    log.info("cmd%d %s -> %s", job.cmd_id, job.reflabel, job.path)
+                    qa_files += _qa(p, job.path)
+                for fin in p.finals:
+                    if all(j.stage <= stage for j in fin.jobs) and fin.status == "planned":
+                        _make_final(fin, p)
+                        if fin.status == "made":
+                            made.append(str(fin.path))
+                            qa_files += _qa(p, fin.path)
             for fin in p.finals:
-                if all(j.stage <= stage for j in fin.jobs) and fin.status == "planned":
+                if fin.status == "planned":
                     _make_final(fin, p)
                     if fin.status == "made":
                         made.append(str(fin.path))
                         qa_files += _qa(p, fin.path)
-        for fin in p.finals:
-            if fin.status == "planned":
-                _make_final(fin, p)
-                if fin.status == "made":
-                    qa_files += _qa(p, fin.path)
-        if qa_files:
-            from ..qa import index_page
+            # files kept from an earlier run that stopped before their QA
+            for path in qa_missing(p):
+                qa_files += _qa(p, path)
+            if qa_files:
+                from ..qa import index_page
 
-            files = [j.path for j in p.jobs] + [f.path for f in p.finals]
-            index = index_page([f for f in files if f.exists()],
-                               p.dirs.basedir / "qa_index.html")
-            qa_files.append(str(index))
-            log.info("QA index: %s", index)
-        _write_tables(p)
-    finally:
-        logging.getLogger("daskref").removeHandler(handler)
-        handler.close()
+                files = [j.path for j in p.jobs] + [f.path for f in p.finals]
+                index = index_page([f for f in files if f.exists()],
+                                   p.dirs.basedir / "qa_index.html")
+                qa_files.append(str(index))
+                log.info("QA index: %s", index)
+            _write_tables(p)
+        except BaseException as exc:
+            _abandon(p, pending, exc)
+            raise
     seconds = time.perf_counter() - t0
     return {"made": made, "skipped": skipped, "seconds": seconds,
             "finals": [str(f.path) for f in p.finals], "qa": qa_files}
+
+
+@contextlib.contextmanager
+def _run_log(path: Path):
+    """Record the run's INFO messages in ``path``, the console showing what it did before.
+
+    The console's threshold (WARNING unless ``-v``) is on the ``daskref`` logger, which
+    would keep the INFO records from the file too: for the run, the logger passes
+    INFO and the root's handlers take the console's old threshold instead.
+    """
+    logger = logging.getLogger("daskref")
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    handler.setLevel(logging.INFO)
+    level, threshold = logger.level, logger.getEffectiveLevel()
+    raised = []
+    if threshold > logging.INFO:
+        for h in logging.getLogger().handlers:
+            if h.level < threshold:
+                raised.append((h, h.level))
+                h.setLevel(threshold)
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(level)
+        for h, old in raised:
+            h.setLevel(old)
+
+
+def _abandon(p: Plan, pending: Sequence[Path], exc: BaseException) -> None:
+    """A run that stops: no part file left, each file's status in the tables and log.
+
+    The reference files are written by this process (their temporaries go with the
+    exception, :func:`~daskref.io.exposure_writer.atomic_path`); the calibrated
+    products being kept are streamed by the scheduler's tasks, and their part files
+    are removed here.
+    """
+    import shutil
+
+    from ..io.exposure_writer import OutputError
+    from ..io.products import tmp_path
+
+    for path in pending:
+        for part in (tmp_path(path), path.with_name(path.name + ".part")):
+            if part.is_dir():
+                shutil.rmtree(part, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    part.unlink()
+    failed = getattr(exc, "path", None) if isinstance(exc, OutputError) else None
+    why = ("interrupted" if isinstance(exc, KeyboardInterrupt)
+           else f"{type(exc).__name__}: {exc}")
+    for item in [*p.jobs, *p.finals]:
+        if str(item.path) == failed:
+            item.status = f"failed ({exc.problem})"
+        elif item.status == "planned" and getattr(item, "make", True):
+            item.status = "not made"
+    complete = [f for f in dict.fromkeys([j.path for j in p.jobs] + [f.path for f in p.finals])
+                if f.exists()]
+    total = len({*(j.path for j in p.jobs), *(f.path for f in p.finals)})
+    # (INFO: the console gets its one line from the command)
+    log.info("run stopped (%s): %d of %d reference files complete; a rerun makes the rest",
+             why, len(complete), total)
+    if isinstance(exc, OutputError):
+        exc.note = (f"{len(complete)} of {total} reference files complete and kept; "
+                    "a rerun makes the rest")
+    # the record of what is there; on a full disk it may not fit, which changes nothing
+    with contextlib.suppress(Exception):
+        _write_tables(p)
 
 
 def _qa(p: Plan, path) -> list[str]:
@@ -795,7 +926,10 @@ def _make_final(fin: Final, p: Plan) -> None:
     if fin.validation:
         report = compare_files(fin.path, fin.validation)
         out = fin.path.with_name(fin.path.name.removesuffix(".fits") + ".validation.json")
-        out.write_text(json.dumps(report, indent=2))
+        from ..io.exposure_writer import atomic_path
+
+        with atomic_path(out) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
         log.info("validation of %s against %s: %s", fin.path.name, fin.validation,
                  json.dumps(report))
 
@@ -804,9 +938,12 @@ def _write_tables(p: Plan) -> None:
     """The bookkeeping tables of the run (astropy ECSV)."""
     from astropy.table import Table
 
+    from ..io.exposure_writer import atomic_path
+
     def save(rows, what, names):
         table = Table(rows=rows, names=names) if rows else Table(names=names)
-        table.write(p.dirs.table(what), format="ascii.ecsv", overwrite=True)
+        with atomic_path(p.dirs.table(what)) as tmp:
+            table.write(tmp, format="ascii.ecsv")
 
     save([(f.index, f.path, f.kind, f.mjd, f.detector, "/".join(map(str, f.readout)))
           for f in p.files], "inputs", ["imID", "fitsfile", "imtype", "MJD", "detector",

@@ -29,6 +29,14 @@ def tiny_darks(tmp_path_factory):
                              substrt=(1, 1), subsize=(64, 64)).paths
 
 
+@pytest.fixture(scope="session")
+def bigger_darks(tmp_path_factory):
+    """Enough work that a signal lands in the middle: 4 SUB320 darks, 2 x 20 groups."""
+    d = tmp_path_factory.mktemp("bigger")
+    return simulate_campaign(d, 4, nints=2, ngroups=20, seed=3, subarray="SUB320",
+                             substrt=(1, 1), subsize=(320, 320)).paths
+
+
 NGROUPS = 5
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 
 from daskref.cli import main
 from daskref.io.exposure_writer import remove_stale
-from daskref.simulate import simulate_campaign
+from daskref.testing import full_disk
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,14 +43,6 @@ def test_stale_temporaries_of_a_killed_run_are_removed(tiny_darks, tmp_path):
     assert out.exists() and not stale.exists()
     assert busy.exists() and other.exists()
     assert remove_stale(tmp_path / "other.fits") == [other]
-
-
-@pytest.fixture(scope="module")
-def bigger_darks(tmp_path_factory):
-    """Enough work that a signal lands in the middle: 4 SUB320 darks, 2 x 20 groups."""
-    d = tmp_path_factory.mktemp("bigger")
-    return simulate_campaign(d, 4, nints=2, ngroups=20, seed=3, subarray="SUB320",
-                             substrt=(1, 1), subsize=(320, 320)).paths
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -90,3 +83,103 @@ def test_interrupt_stops_within_seconds_leaving_nothing(bigger_darks, tmp_path, 
     # a rerun completes
     assert main(["readnoise", *map(str, bigger_darks), "-o", str(out), "--no-qa", "-q"]) == 0
     assert out.exists()
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def no_compute(monkeypatch):
+    """Fail if a graph is computed: an output problem must be found before the work."""
+    import daskref._compute
+    import daskref.api
+    import daskref.orchestrate.run  # (imported first: it binds compute when imported)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the computation started")
+
+    for module in (daskref._compute, daskref.api, daskref.orchestrate.run):
+        monkeypatch.setattr(module, "compute", refuse)
+
+
+def _one_line(err: str) -> str:
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def _unwritable(tmp_path, how) -> Path:
+    """A directory nothing can be written to: one under a regular file (for everyone,
+    root too), or one without write permission (not for root, who ignores it)."""
+    if how == "under-a-file":
+        (tmp_path / "somefile").write_text("not a directory")
+        return tmp_path / "somefile" / "sub"
+    if os.geteuid() == 0:
+        pytest.skip("root writes into a directory without write permission")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    return locked
+
+
+@pytest.mark.parametrize("how", ["under-a-file", "no-permission"])
+def test_unwritable_output_is_one_line_before_any_work(tiny_darks, tmp_path, capsys,
+                                                       monkeypatch, how):
+    where = _unwritable(tmp_path, how)
+    no_compute(monkeypatch)
+    before = sorted(tmp_path.rglob("*"))
+    for argv, named in [
+        (["readnoise", *map(str, tiny_darks), "-o", str(where / "rn.fits"), "--no-qa"],
+         where / "rn.fits"),
+        (["prep", *map(str, tiny_darks), "-o", str(where / "prepped"), "--steps", "refpix"],
+         where / "prepped"),
+        (["mkrefs", "readnoise", *map(str, tiny_darks), "--outrootdir", str(where / "out"),
+          "--no-qa"], where / "out"),
+    ]:
+        assert main(argv) == 2, argv[0]
+        line = _one_line(capsys.readouterr().err)
+        assert str(named) in line and "not writable" in line, line
+    assert sorted(tmp_path.rglob("*")) == before  # nothing made, not even a directory
+
+
+def test_full_disk_is_one_line_and_leaves_nothing(tiny_darks, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "rn.fits"
+    full_disk(monkeypatch)
+    assert main(["readnoise", *map(str, tiny_darks), "-o", str(out), "--no-qa", "-q"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert str(out) in line and "the disk is full" in line and "no partial file" in line, line
+    assert list(tmp_path.iterdir()) == []  # no file, no temporary
+
+
+def test_full_disk_while_streaming_prep_products(tiny_darks, tmp_path, capsys, monkeypatch):
+    calls = []
+    real = os.pwrite
+
+    def pwrite(fd, data, offset):  # the disk fills up during the third slab's write
+        calls.append(offset)
+        if len(calls) > 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    out = tmp_path / "prepped"
+    assert main(["prep", *map(str, tiny_darks), "-o", str(out), "--steps", "refpix",
+                 "--chunk-mb", "0.01", "--scheduler", "synchronous", "-q"]) == 1
+    line = _one_line(capsys.readouterr().err)
+    assert "_refpix.fits: no space left on device (the disk is full)" in line, line
+    assert str(out) in line
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+def test_a_refused_probe_is_reported_also_for_root(tiny_darks, tmp_path, capsys, monkeypatch):
+    """What a directory without write permission gives a non-root user, or a read-only
+    mount anyone, simulated where the probe file is made (the tests may run as root)."""
+    import daskref.io.exposure_writer as writer
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), kwargs.get("dir"))
+
+    monkeypatch.setattr(writer.tempfile, "mkstemp", refuse)
+    no_compute(monkeypatch)
+    out = tmp_path / "rn.fits"
+    assert main(["readnoise", *map(str, tiny_darks), "-o", str(out), "--no-qa"]) == 2
+    line = _one_line(capsys.readouterr().err)
+    assert f"{out}: not writable: permission denied" in line, line
