@@ -431,7 +431,7 @@ def _output_not_fits(k, d):
 def _output_under_file(k, d):
     (d / "blocker").write_text("a file where a directory is needed\n")
     return Bad(["readnoise", *_s(*k.darks), "-o", str(d / "blocker" / "ref.fits")],
-               ["blocker", "is a file, not a directory"])
+               ["blocker", "not writable", "is not a directory"])
 
 
 def _bad_metadata(k, d):
