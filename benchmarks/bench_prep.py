@@ -22,6 +22,10 @@ fraction of pixels whose rates agree within their combined error, the JUMP_DET
 agreement per integration and the share of injected cosmic rays each flagged.
 
     python benchmarks/bench_prep.py --n-files 1 --ngroups 20 --chunk-mb 64 --workers 2
+
+``--baseline DIR`` also runs an earlier checkout (``git worktree add DIR REV``) the
+same way, for the figures of before a change in the same run, and checks that the
+two give byte-identical products.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ def tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_child(backend: str, args, work: Path) -> dict:
+def run_child(backend: str, args, work: Path, env: dict | None = None) -> dict:
     """Run one backend in a fresh process; return its figures plus the sampled peak RSS."""
     cmd = [sys.executable, os.fspath(Path(__file__).resolve()), "--child", backend,
            "--workdir", os.fspath(work), "--n-files", str(args.n_files),
@@ -64,7 +68,7 @@ def run_child(backend: str, args, work: Path) -> dict:
         cmd += ["--chunk-mb", str(args.chunk_mb)]
     result_file = work / f"{backend}.json"
     result_file.unlink(missing_ok=True)
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, env=env)
     ps = psutil.Process(proc.pid)
     peak = 0
     while proc.poll() is None:
@@ -80,7 +84,7 @@ def run_child(backend: str, args, work: Path) -> dict:
     return out
 
 
-def child_daskref(args, work: Path, paths: list[Path], refs: dict) -> dict:
+def child_daskref(args, work: Path, paths: list[Path], refs: dict, out_name="out") -> dict:
     import dask
 
     from daskref.io import products
@@ -93,13 +97,13 @@ def child_daskref(args, work: Path, paths: list[Path], refs: dict) -> dict:
         t1 = time.perf_counter()
         results = prep_many(paths, steps=STEPS, chunk_mb=args.chunk_mb, **refs)
         t_build = time.perf_counter() - t1
-        written = products.write_products(results, work / "out")
+        written = products.write_products(results, work / out_name)
         wall = time.perf_counter() - t1
     chunks = results[0]["ramp"].chunks[2]
     return {"wall": wall, "base": base, "t_build": t_build, "products": len(written),
             "slab_rows": int(max(chunks)), "slabs": len(chunks),
             "bytes_read": {str(p): nbytes[str(p)] for p in paths},
-            "rate_dir": os.fspath(work / "out")}
+            "rate_dir": os.fspath(work / out_name)}
 
 
 def child_jwst(args, work: Path, paths: list[Path], refs: dict) -> dict:
@@ -122,9 +126,28 @@ def child(args) -> None:
     setup = json.loads((work / "setup.json").read_text())
     paths = [Path(p) for p in setup["paths"]]
     refs = {k: Path(v) for k, v in setup["refs"].items()}
-    run = child_daskref if args.child == "daskref" else child_jwst
-    result = run(args, work, paths, refs)
+    if args.child == "before":  # the earlier checkout on PYTHONPATH, its own output
+        result = child_daskref(args, work, paths, refs, out_name="out-before")
+    else:
+        run = child_daskref if args.child == "daskref" else child_jwst
+        result = run(args, work, paths, refs)
     (work / f"{args.child}.json").write_text(json.dumps(result))
+
+
+def same_products(a_dir: Path, b_dir: Path) -> str:
+    """"identical" when every extension's data of every product are byte-equal."""
+    from astropy.io import fits
+
+    names = sorted(p.name for p in a_dir.glob("*.fits"))
+    if names != sorted(p.name for p in b_dir.glob("*.fits")):
+        return "differ: not the same files"
+    for name in names:
+        with fits.open(a_dir / name) as ha, fits.open(b_dir / name) as hb:
+            for ea, eb in zip(ha, hb, strict=True):
+                if (ea.data is None) != (eb.data is None) or (
+                        ea.data is not None and ea.data.tobytes() != eb.data.tobytes()):
+                    return f"differ: {name} {ea.name}"
+    return f"identical ({len(names)} files, every extension's data byte for byte)"
 
 
 def cross_check(daskref_dir: Path, jwst_dir: Path, campaign) -> None:
@@ -204,7 +227,11 @@ def main(argv=None):
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--workdir", default=None, help="keep files here (default: temp)")
     parser.add_argument("--no-jwst", action="store_true", help="do not run the jwst pipeline")
-    parser.add_argument("--child", choices=["daskref", "jwst"], help=argparse.SUPPRESS)
+    parser.add_argument("--baseline", default=None, metavar="DIR",
+                        help="an earlier daskref checkout (git worktree add DIR REV) run the "
+                             "same way in the same run, and its products compared")
+    parser.add_argument("--child", choices=["daskref", "jwst", "before"],
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         child(args)
@@ -229,6 +256,11 @@ def main(argv=None):
         total = sum(sizes.values())
 
         runs = {"daskref": run_child("daskref", args, work)}
+        if args.baseline:
+            env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+                [os.fspath(Path(args.baseline).resolve()),
+                 *filter(None, [os.environ.get("PYTHONPATH")])])}
+            runs["before"] = run_child("before", args, work, env=env)
         has_jwst = importlib.util.find_spec("jwst") is not None
         if has_jwst and not args.no_jwst:
             runs["jwst"] = run_child("jwst", args, work)
@@ -247,6 +279,10 @@ def main(argv=None):
         for name, r in runs.items():
             print(f"{name:<8} {r['wall']:>9.1f} {total / 2**20 / r['wall']:>7.1f} "
                   f"{r['peak_tree'] / 2**20:>14.0f} {r['base'] / 2**20:>16.0f}")
+        if "before" in runs:
+            print(f"daskref now / before ({args.baseline}): "
+                  f"{runs['before']['wall'] / d['wall']:.2f}x as fast; products "
+                  + same_products(Path(d["rate_dir"]), Path(runs["before"]["rate_dir"])))
         if "jwst" not in runs:
             print("jwst Detector1Pipeline: skipped "
                   + ("(--no-jwst)" if has_jwst else "(jwst is not installed)"))

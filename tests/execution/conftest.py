@@ -16,6 +16,8 @@ from daskref.simulate import (
     simulate_campaign,
     simulate_exposure,
     simulate_flats,
+    simulate_ptc,
+    simulate_ramps,
     write_references,
 )
 from daskref.testing import assert_same_fits
@@ -57,7 +59,28 @@ def determinism_campaign(tmp_path_factory):
     return darks, flats, refs
 
 
+@pytest.fixture(scope="session")
+def illuminated_campaign(tmp_path_factory):
+    """SUB64P ramps into saturation at three fluxes and a two-level photon transfer
+    campaign (flat and dark pairs) of one detector with a full well and non-linearity."""
+    d = tmp_path_factory.mktemp("determinism-illuminated")
+    truth = make_truth(subarray="SUB64P", substrt=(1, 1), subsize=(64, 64), tframe=10.0,
+                       seed=8, full_well=60000.0, nonlin_quadratic=0.04, nonlin_cubic=0.01,
+                       cosmic_ray_rate=2e-4)
+    ramps = simulate_ramps(d / "lin", truth, (0.6, 1.2, 2.0), nints=1, ngroups=20).paths
+    ptc = simulate_ptc(d / "ptc", truth, (0.2, 0.5), ngroups=4).paths
+    return ramps, ptc
+
+
 def _build(label, campaign, chunk_mb):
+    if label in ("saturation", "linearity", "gain"):
+        ramps, ptc = campaign
+        if label == "saturation":
+            return daskref.saturation(ramps, chunk_mb=chunk_mb)
+        if label == "linearity":
+            return daskref.linearity(ramps, chunk_mb=chunk_mb)
+        return daskref.gain(ptc, chunk_mb=chunk_mb and chunk_mb / 4, fit_degree=1,
+                            box_size=16)
     darks, flats, refs = campaign
     no_dark = {k: v for k, v in refs.items() if k != "dark"}
     if label == "readnoise":
@@ -99,6 +122,13 @@ def same_everywhere(determinism_campaign, distributed_cluster):
     """``check(label, tmp_path)``: the product ``label`` made by every run of
     :data:`RUNS` gives the same file (and the same files beside it)."""
     return lambda label, tmp_path: _check(label, determinism_campaign, distributed_cluster,
+                                          tmp_path)
+
+
+@pytest.fixture(scope="module")
+def same_everywhere_illuminated(illuminated_campaign, distributed_cluster):
+    """As ``same_everywhere``, for the products of illuminated campaigns."""
+    return lambda label, tmp_path: _check(label, illuminated_campaign, distributed_cluster,
                                           tmp_path)
 
 
