@@ -1,7 +1,8 @@
 """DARK kernels on one pixel slab (plain numpy).
 
-Arrays arrive with the stack axes last, as ``xarray.apply_ufunc`` hands them over:
-ramp ``(..., integration, group)`` (any leading pixel axes).
+Arrays arrive with the stack axes last, as ``algorithms._chunks.apply_stack`` (and
+``xarray.apply_ufunc``) hand them over: ramp ``(..., integration, group)`` (any
+leading pixel axes), often a transposed view of an (integration, group, y, x) slab.
 """
 
 from __future__ import annotations

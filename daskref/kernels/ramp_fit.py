@@ -360,26 +360,35 @@ def _fit_pixels(data, gdq, pdq, cds, gain, *, tgroup, nframes, groupgap, optimal
               int(max_segments), int(max_cr), flags, lows, powers, out_f, out_i, opt, crmag)
     rateints, var_r_int, var_p_int = out_f[0, :nint], out_f[1, :nint], out_f[2, :nint]
     rate, var_r, var_p = out_f[0, nint], out_f[1, nint], out_f[2, nint]
+    opt_by_name = dict(zip(("slope", "sigslope", "var_poisson", "var_rnoise", "yint",
+                            "sigyint", "weights"), opt, strict=True)) if save_opt else {}
+    sat0 = (gdq[:, 0] & dq.SATURATED) != 0 if ngroup else np.zeros((nint, npix), bool)
+    return _outputs(data, t, sat0, rate, var_p, var_r, out_i[nint], rateints, var_p_int,
+                    var_r_int, out_i[:nint], opt_by_name, crmag, save_opt)
+
+
+def _outputs(data, t, sat0, rate, var_p, var_r, dq_rate, rateints, var_p_int, var_r_int,
+             dq_ints, opt, crmag, save_opt) -> dict:
+    """The float64 results of a block as :func:`fit_ramps`' float32 / DQ outputs."""
     f4 = np.float32
     out = {
         "rate": rate.astype(f4),
         "rate_err": np.sqrt(var_p + var_r).astype(f4),
         "rate_var_poisson": var_p.astype(f4),
         "rate_var_rnoise": var_r.astype(f4),
-        "dq": out_i[nint].astype(dq.PIXEL_DTYPE),
+        "dq": dq_rate.astype(dq.PIXEL_DTYPE),
         "rateints": rateints.astype(f4),
         "rateints_err": np.sqrt(var_p_int + var_r_int).astype(f4),
         "rateints_var_poisson": var_p_int.astype(f4),
         "rateints_var_rnoise": var_r_int.astype(f4),
-        "dq_ints": out_i[:nint].astype(dq.PIXEL_DTYPE),
+        "dq_ints": dq_ints.astype(dq.PIXEL_DTYPE),
     }
     if save_opt:
-        for k, key in enumerate(("slope", "sigslope", "var_poisson", "var_rnoise", "yint",
-                                 "sigyint", "weights")):
-            out[key] = opt[k].astype(f4)
-        sat0 = (gdq[:, 0] & dq.SATURATED) != 0 if ngroup else np.zeros((nint, npix), bool)
+        out.update({k: v.astype(f4) for k, v in opt.items()})
+        nint, ngroup = data.shape[:2]
         t0 = t[0] if ngroup else np.nan
-        y0 = data[:, 0].astype(np.float64) if ngroup else np.full((nint, npix), np.nan)
+        y0 = (data[:, 0].astype(np.float64) if ngroup
+              else np.full((nint,) + data.shape[2:], np.nan))
         ped_ok = np.isfinite(rateints) & np.isfinite(y0) & ~sat0
         out["pedestal"] = np.where(ped_ok, y0 - rateints * t0, 0.0).astype(f4)
         out["crmag"] = crmag.astype(f4)
@@ -515,24 +524,6 @@ def _fit_pixels_numpy(data, gdq, pdq, cds, gain, *, tgroup, nframes, groupgap, o
     dq_rate |= nogain
     dq_ints |= nogain[None]
 
-    f4 = np.float32
-    out = {
-        "rate": rate.astype(f4),
-        "rate_err": np.sqrt(var_p + var_r).astype(f4),
-        "rate_var_poisson": var_p.astype(f4),
-        "rate_var_rnoise": var_r.astype(f4),
-        "dq": dq_rate.astype(dq.PIXEL_DTYPE),
-        "rateints": rateints.astype(f4),
-        "rateints_err": np.sqrt(var_p_int + var_r_int).astype(f4),
-        "rateints_var_poisson": var_p_int.astype(f4),
-        "rateints_var_rnoise": var_r_int.astype(f4),
-        "dq_ints": dq_ints.astype(dq.PIXEL_DTYPE),
-    }
-    if save_opt:
-        out.update({k: v.astype(f4) for k, v in opt.items()})
-        t0 = t[0] if ngroup else np.nan
-        y0 = data[:, 0].astype(np.float64) if ngroup else np.full((nint,) + shape2, np.nan)
-        ped_ok = np.isfinite(rateints) & np.isfinite(y0) & ~sat[:, 0]
-        out["pedestal"] = np.where(ped_ok, y0 - rateints * t0, 0.0).astype(f4)
-        out["crmag"] = crmag.astype(f4)
-    return out
+    return _outputs(data, t, sat[:, 0] if ngroup else np.zeros((nint,) + shape2, bool), rate,
+                    var_p, var_r, dq_rate, rateints, var_p_int, var_r_int, dq_ints,
+                    opt if save_opt else {}, crmag if save_opt else None, save_opt)

@@ -1,7 +1,8 @@
 """Read-noise and superbias kernels on one pixel slab (plain numpy).
 
 Arrays arrive with the stack axes last: ramp ``(..., integration, group)`` (any
-leading pixel axes), as ``xarray.apply_ufunc`` hands them over.
+leading pixel axes), as ``algorithms._chunks.apply_stack`` hands them over (a
+transposed view of an (integration, group, y, x) slab).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def group_differences(
     -------
     ndarray of float32, (..., integration, difference), DN
         C-contiguous: each pixel's samples together, as the sort of the clipping
-        needs them. ``apply_ufunc`` hands over a transposed view of an
+        needs them. ``apply_stack`` hands over a transposed view of an
         (integration, group, y, x) slab; the compiled loop reads it along the
         pixel axis and writes the differences in pixel order in one pass, instead
         of a gather, a subtraction and a transposing copy.
