@@ -66,6 +66,12 @@ def write_product(
     return write_reference(path, header, history, images, dq_def)
 
 
+def parameter_keywords(params: Mapping, names: Mapping) -> dict:
+    """Header keywords ``{KEY: (value, parameter name)}`` of the parameters present."""
+    return {key: (params[name], name) for name, key in names.items()
+            if params.get(name) is not None}
+
+
 def check_computed(ds: xr.Dataset, names: Mapping | list) -> None:
     """Refuse to write a product whose variables are still lazy."""
     lazy = [n for n in names if ds[n].chunks is not None]

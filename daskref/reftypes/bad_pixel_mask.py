@@ -18,12 +18,11 @@ from .. import dq
 from ..algorithms.bad_pixel_mask import combine_masks, geometry_mismatch
 from ..io.crds import CrdsMeta
 from ..io.fits import InputError
-from ._base import check_computed, write_product
+from ._base import check_computed, parameter_keywords, write_product
 from ._inputs import split_kwargs
 from .mask import (
     DARK_KEYWORDS,
     MASK_FROM_DARKS,
-    parameter_keywords,
     used_flags,
     write_dark_diagnostics,
 )

@@ -30,7 +30,7 @@ from ..io.crds import CrdsMeta
 from ..io.fits import InputError, read_info
 from ..io.pictures import pyplot, save_png
 from ..kernels.linearity import evaluate
-from ._base import ancillary_path, check_computed, open_raw, write_product
+from ._base import ancillary_path, check_computed, open_raw, parameter_keywords, write_product
 from .registry import Param, RefType, register
 
 log = logging.getLogger("daskref")
@@ -241,7 +241,7 @@ def write(ds: xr.Dataset, path, meta: CrdsMeta):
         raise InputError(None, "no amplifier's photon transfer could be fitted: give flat "
                          "pairs whose signal differs between levels")
     params = ds.attrs.get("parameters", {})
-    extra = {key: params[name] for name, key in KEYWORDS.items() if name in params}
+    extra = parameter_keywords(params, KEYWORDS)
     for a, g in enumerate(ds["amp_gain"].values):
         n = a + 1
         extra[f"GAINAMP{n}"] = (float(np.nan_to_num(g)), f"amplifier {n} gain, e-/DN")

@@ -17,7 +17,7 @@ from ..algorithms.steps._reference import reference_dataarray
 from ..io.crds import CrdsMeta
 from ..io.fits import InputError
 from ..io.products import open_reference
-from ._base import check_computed, open_raw, write_ancillary, write_product
+from ._base import check_computed, open_raw, parameter_keywords, write_ancillary, write_product
 from .registry import Param, RefType, register
 
 REFTYPE = "LINEARITY"
@@ -88,7 +88,7 @@ def write(ds: xr.Dataset, path, meta: CrdsMeta):
                          "fitted: give ramps that rise well above the zero level, with "
                          "enough early groups")
     params = ds.attrs.get("parameters", {})
-    extra = {key: params[name] for name, key in KEYWORDS.items() if name in params}
+    extra = parameter_keywords(params, KEYWORDS)
     coeffs = np.ascontiguousarray(ds["coeffs"].transpose("coeff", "y", "x").values,
                                   np.float32)
     images = [("COEFFS", coeffs, None), ("DQ", flags, None)]

@@ -16,7 +16,7 @@ from .. import dq
 from ..algorithms import badpix_dark as _bpd
 from ..io.crds import CrdsMeta
 from ..kernels.badpix_dark import STATISTICS
-from ._base import check_computed, write_ancillary, write_product
+from ._base import check_computed, parameter_keywords, write_ancillary, write_product
 from ._inputs import gain_map, prepared_stack, split_kwargs
 from .registry import Param, RefType, register
 
@@ -110,12 +110,6 @@ DARK_KEYWORDS = {
     "rc_fraction_threshold": "BPDRCTH", "low_pedestal_fraction": "BPDLOPFC",
     "high_cr_fraction": "BPDCRFC",
 }
-
-
-def parameter_keywords(params: dict, names: dict) -> dict:
-    """Header keywords ``{KEY: (value, parameter name)}`` of the parameters present."""
-    return {key: (params[name], name) for name, key in names.items()
-            if params.get(name) is not None}
 
 
 def used_flags(mask: np.ndarray) -> list[str]:

@@ -22,9 +22,15 @@ from ..io.fits import InputError, open_exposure, open_slopes, read_info
 from ..io.manual_flags import default_file, read_manual_flags
 from ..io.pictures import pyplot, save_png
 from ..kernels.badpix_flat import FLAT_CLASSES
-from ._base import ancillary_path, check_computed, write_ancillary, write_product
+from ._base import (
+    ancillary_path,
+    check_computed,
+    parameter_keywords,
+    write_ancillary,
+    write_product,
+)
 from ._inputs import prepared_stack, split_kwargs
-from .mask import parameter_keywords, used_flags
+from .mask import used_flags
 from .registry import Param, RefType, register
 
 log = logging.getLogger("daskref")

@@ -14,7 +14,7 @@ from .. import dq
 from ..algorithms import saturation as _sat
 from ..io.crds import CrdsMeta
 from ..io.fits import InputError
-from ._base import check_computed, open_raw, write_ancillary, write_product
+from ._base import check_computed, open_raw, parameter_keywords, write_ancillary, write_product
 from .registry import Param, RefType, register
 
 REFTYPE = "SATURATION"
@@ -79,7 +79,7 @@ def write(ds: xr.Dataset, path, meta: CrdsMeta):
         raise InputError(None, f"no ramp of the {len(inputs) or 'given'} inputs saturates "
                          "(no plateau in any pixel): give ramps driven into saturation")
     params = ds.attrs.get("parameters", {})
-    extra = {key: params[name] for name, key in KEYWORDS.items() if name in params}
+    extra = parameter_keywords(params, KEYWORDS)
     extra["NSATFND"] = (int(np.sum(n_sat > 0)), "pixels with a saturation plateau")
     images = [("SCI", ds["saturation"].values.astype(np.float32), "DN"),
               ("DQ", ds["dq"].values.astype(np.uint32), None)]
