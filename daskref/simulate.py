@@ -1046,6 +1046,25 @@ def flat_level(truth: DetectorTruth, ngroups: int, fill_fraction: float) -> floa
     return fill_fraction * well / float(group_times(truth.attrs, ngroups)[-1])
 
 
+def _exposure_series(truth: DetectorTruth, files, *, nints: int, ngroups: int, seed: int,
+                     start: str, cadence: float, exp_type: str | None = None) -> list:
+    """Simulate ``files``, ``(path, flux)`` pairs, in order.
+
+    File ``k`` gets the noise seed ``seed + k`` and starts ``k * cadence`` seconds
+    after ``start`` (UTC).
+    """
+    t0 = Time(start, scale="utc")
+    return [simulate_exposure(path, truth, nints=nints, ngroups=ngroups, seed=seed + k,
+                              exp_type=exp_type, flux=flux,
+                              start=t0 + TimeDelta(k * cadence, format="sec"))
+            for k, (path, flux) in enumerate(files)]
+
+
+def _median_well(truth: DetectorTruth) -> float:
+    """Median full well of the science pixels, DN."""
+    return float(np.median(truth.full_well[~truth.reference]))
+
+
 def simulate_flats(
     outdir: str | os.PathLike,
     truth: DetectorTruth,
@@ -1097,13 +1116,10 @@ def simulate_flats(
     outdir.mkdir(parents=True, exist_ok=True)
     rate = flat_rate(truth, flat_level(truth, ngroups, fill_fraction),
                      pattern_amplitude=pattern_amplitude)
-    t0 = Time(start, scale="utc")
-    exposures = [
-        simulate_exposure(outdir / f"{prefix}_{k:03d}_uncal.fits", truth, nints=nints,
-                          ngroups=ngroups, seed=seed + k, exp_type=exp_type, flux=rate,
-                          start=t0 + TimeDelta(k * cadence, format="sec"))
-        for k in range(n_files)
-    ]
+    exposures = _exposure_series(
+        truth, [(outdir / f"{prefix}_{k:03d}_uncal.fits", rate) for k in range(n_files)],
+        nints=nints, ngroups=ngroups, seed=seed, start=start, cadence=cadence,
+        exp_type=exp_type)
     return Campaign(truth=truth, exposures=exposures, flux=rate)
 
 
@@ -1163,21 +1179,18 @@ def simulate_ramps(
                          "(make_truth(full_well=...))")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    well = float(np.median(truth.full_well[~truth.reference]))
+    well = _median_well(truth)
     t_last = float(group_times(truth.attrs, ngroups)[-1])
-    t0 = Time(start, scale="utc")
-    exposures, fluxes = [], []
-    for level, fill in enumerate(fill_fractions):
+    fluxes = []
+    for fill in fill_fractions:
         if not fill > 0:
             raise ValueError(f"fill fractions must be positive, not {fill}")
         rate = flat_rate(truth, fill * well / t_last, pattern_amplitude=pattern_amplitude)
-        for j in range(int(n_per_level)):
-            k = level * int(n_per_level) + j
-            exposures.append(simulate_exposure(
-                outdir / f"{prefix}_{k:03d}_uncal.fits", truth, nints=nints,
-                ngroups=ngroups, seed=seed + k, exp_type=exp_type, flux=rate,
-                start=t0 + TimeDelta(k * cadence, format="sec")))
-            fluxes.append(rate)
+        fluxes += [rate] * int(n_per_level)
+    exposures = _exposure_series(
+        truth, [(outdir / f"{prefix}_{k:03d}_uncal.fits", f) for k, f in enumerate(fluxes)],
+        nints=nints, ngroups=ngroups, seed=seed, start=start, cadence=cadence,
+        exp_type=exp_type)
     return Campaign(truth=truth, exposures=exposures, fluxes=fluxes)
 
 
@@ -1227,24 +1240,20 @@ def simulate_ptc(
     outdir.mkdir(parents=True, exist_ok=True)
     t_last = float(group_times(truth.attrs, ngroups)[-1])
     if truth.full_well is not None:
-        well = float(np.median(truth.full_well[~truth.reference]))
+        well = _median_well(truth)
     else:
         well = flat_level(truth, ngroups, 1.0) * t_last
-    t0 = Time(start, scale="utc")
-    plan = [("dark", None)] * (2 * int(n_dark_pairs))
+    plan = [("dark", np.zeros(truth.shape))] * (2 * int(n_dark_pairs))
     for fill in fill_fractions:
         rate = flat_rate(truth, float(fill) * well / t_last, pattern_amplitude=pattern_amplitude)
         plan += [("flat", rate), ("flat", rate)] * int(n_pairs)
-    exposures, fluxes, count = [], [], {"dark": 0, "flat": 0}
-    for k, (kind, rate) in enumerate(plan):
-        path = outdir / f"ptc_{kind}_{count[kind]:03d}_uncal.fits"
+    files, count = [], {"dark": 0, "flat": 0}
+    for kind, flux in plan:
+        files.append((outdir / f"ptc_{kind}_{count[kind]:03d}_uncal.fits", flux))
         count[kind] += 1
-        flux = np.zeros(truth.shape) if rate is None else rate
-        exposures.append(simulate_exposure(path, truth, nints=nints, ngroups=ngroups,
-                                           seed=seed + k, flux=flux,
-                                           start=t0 + TimeDelta(k * cadence, format="sec")))
-        fluxes.append(flux)
-    return Campaign(truth=truth, exposures=exposures, fluxes=fluxes)
+    exposures = _exposure_series(truth, files, nints=nints, ngroups=ngroups, seed=seed,
+                                 start=start, cadence=cadence)
+    return Campaign(truth=truth, exposures=exposures, fluxes=[f for _, f in files])
 
 
 def write_truth(truth: DetectorTruth, path: str | os.PathLike) -> Path:
