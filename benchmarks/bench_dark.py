@@ -41,7 +41,7 @@ import sys
 import time
 from pathlib import Path
 
-from bench_readnoise import _rchar, child_result
+from bench_readnoise import _rchar, child_result, simulate_missing
 
 MODES = ("readnoise", "dark", "mask", "dark+mask")
 REF_KINDS = ("saturation", "superbias", "linearity", "readnoise", "gain")
@@ -67,22 +67,9 @@ def folder_name(subarray, nints: int, ngroups: int) -> str:
 
 def ensure_inputs(workdir: Path, n: int, args) -> list[Path]:
     """Simulate (once) the n darks, reusing the files of earlier runs."""
-    from daskref.simulate import simulate_exposure
-
-    d = workdir / folder_name(args.subarray, args.nints, args.ngroups)
-    d.mkdir(parents=True, exist_ok=True)
-    truth = None
-    paths = []
-    for k in range(n):
-        p = d / f"dark_{k:03d}_uncal.fits"
-        if not p.exists():
-            truth = truth or make_truth(args.subarray)
-            t0 = time.perf_counter()
-            simulate_exposure(p, truth, nints=args.nints, ngroups=args.ngroups, seed=k,
-                              start=f"2026-01-{1 + k % 28:02d}T00:00:00")
-            print(f"  simulated {p.name} in {time.perf_counter() - t0:.1f} s", flush=True)
-        paths.append(p)
-    return paths
+    return simulate_missing(workdir / folder_name(args.subarray, args.nints, args.ngroups), n,
+                            lambda: make_truth(args.subarray), nints=args.nints,
+                            ngroups=args.ngroups)
 
 
 def ensure_references(workdir: Path, args) -> dict[str, str]:

@@ -44,24 +44,36 @@ def _rchar() -> int:
     return -1
 
 
-def ensure_inputs(workdir: Path, n: int, ngroups: int, nints: int) -> list[Path]:
-    """Simulate (once) the n full-frame darks, reusing files from earlier runs."""
-    from daskref.simulate import make_truth, simulate_exposure
+def simulate_missing(d: Path, n: int, make_truth, *, nints: int, ngroups: int) -> list[Path]:
+    """The darks ``d/dark_NNN_uncal.fits`` (k < n), simulating those not there yet.
 
-    d = workdir / f"full_{nints}x{ngroups}"
+    ``make_truth()`` is called once, when a file is missing; exposure ``k`` has the
+    noise seed ``k``, so a file made by one benchmark serves the others.
+    """
+    from daskref.simulate import simulate_exposure
+
     d.mkdir(parents=True, exist_ok=True)
-    truth = None
-    paths = []
+    truth, paths = None, []
     for k in range(n):
         p = d / f"dark_{k:03d}_uncal.fits"
         if not p.exists():
-            truth = truth or make_truth(subarray="FULL", seed=0, cosmic_ray_rate=5e-5)
+            truth = truth or make_truth()
             t0 = time.perf_counter()
             simulate_exposure(p, truth, nints=nints, ngroups=ngroups, seed=k,
                               start=f"2026-01-{1 + k % 28:02d}T00:00:00")
             print(f"  simulated {p.name} in {time.perf_counter() - t0:.1f} s", flush=True)
         paths.append(p)
     return paths
+
+
+def ensure_inputs(workdir: Path, n: int, ngroups: int, nints: int) -> list[Path]:
+    """Simulate (once) the n full-frame darks, reusing files from earlier runs."""
+    from daskref.simulate import make_truth
+
+    return simulate_missing(
+        workdir / f"full_{nints}x{ngroups}", n,
+        lambda: make_truth(subarray="FULL", seed=0, cosmic_ray_rate=5e-5),
+        nints=nints, ngroups=ngroups)
 
 
 def run_bare(paths: list[Path], slab_rows: int = 128) -> None:

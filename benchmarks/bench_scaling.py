@@ -48,7 +48,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench_readnoise import child_result
+from bench_readnoise import child_result, simulate_missing
 
 GEOMETRY = {
     "FULL": {"subarray": "FULL"},
@@ -59,21 +59,12 @@ OUTPUTS = ("readnoise.fits", "superbias.fits")
 
 def ensure_inputs(workdir: Path, args) -> list[Path]:
     """Simulate (once) the darks, reusing files from earlier runs."""
-    from daskref.simulate import make_truth, simulate_exposure
+    from daskref.simulate import make_truth
 
-    d = workdir / f"{args.subarray.lower()}_{args.nints}x{args.ngroups}"
-    d.mkdir(parents=True, exist_ok=True)
-    truth, paths = None, []
-    for k in range(args.n_files):
-        p = d / f"dark_{k:03d}_uncal.fits"
-        if not p.exists():
-            truth = truth or make_truth(seed=0, cosmic_ray_rate=5e-5, **GEOMETRY[args.subarray])
-            t0 = time.perf_counter()
-            simulate_exposure(p, truth, nints=args.nints, ngroups=args.ngroups, seed=k,
-                              start=f"2026-01-{1 + k % 28:02d}T00:00:00")
-            print(f"  simulated {p.name} in {time.perf_counter() - t0:.1f} s", flush=True)
-        paths.append(p)
-    return paths
+    return simulate_missing(
+        workdir / f"{args.subarray.lower()}_{args.nints}x{args.ngroups}", args.n_files,
+        lambda: make_truth(seed=0, cosmic_ray_rate=5e-5, **GEOMETRY[args.subarray]),
+        nints=args.nints, ngroups=args.ngroups)
 
 
 def slurm_reason() -> str | None:
