@@ -164,24 +164,18 @@ def remove_stale(path: str | os.PathLike) -> list[Path]:
         The files removed.
     """
     path = Path(path)
-    removed = []
-    for tmp in path.parent.glob(f".{path.name}.part-*"):
-        pid = tmp.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-                removed.append(tmp)
-    return removed
+    return remove_stale_in(path.parent, name=path.name)
 
 
 _PART = re.compile(r"\..+\.part-(\d+)")
 
 
-def remove_stale_in(directory: str | os.PathLike) -> list[Path]:
+def remove_stale_in(directory: str | os.PathLike, name: str | None = None) -> list[Path]:
     """Remove every temporary in ``directory`` (not below it) whose process is gone.
 
-    :func:`remove_stale` takes those of one output as it is written again; this one
-    takes them all, e.g. those of outputs that a rerun keeps or no longer makes.
+    :func:`remove_stale` takes those of one output (``name``) as it is written again;
+    without ``name`` this takes them all, e.g. those of outputs that a rerun keeps or
+    no longer makes.
 
     Returns
     -------
@@ -192,7 +186,7 @@ def remove_stale_in(directory: str | os.PathLike) -> list[Path]:
     removed = []
     if not directory.is_dir():
         return removed
-    for tmp in directory.glob(".*.part-*"):
+    for tmp in directory.glob(f".{name}.part-*" if name else ".*.part-*"):
         m = _PART.fullmatch(tmp.name)
         if m and tmp.is_file() and not _alive(int(m.group(1))):
             with contextlib.suppress(FileNotFoundError):
