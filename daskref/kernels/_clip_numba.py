@@ -59,6 +59,73 @@ def _median_at(c, lo, hi, last):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def clip_sorted(c, m, p1, p2, sigma, maxiters, clip, last):
+    """Sigma-clip the sorted, NaN-free ``c[:m]``; the survivors' statistics.
+
+    ``c`` is shifted in place by its reference element; ``p1``, ``p2`` (length at
+    least ``m + 1``) receive its prefix sums; ``last`` clamps the median's indices.
+
+    The survivors of a symmetric clip of sorted values are a run ``c[lo:hi]``, and
+    the run only shrinks: each pass walks its ends inwards past the values outside
+    the new bounds, which gives the same ends as counting over all the values.
+
+    Returns
+    -------
+    n : int
+        Survivors.
+    mean, m2 : float
+        Their mean and sum of squared deviations (float64).
+    bound : float
+        Half-width of the last window (``inf`` without clipping).
+    median : float
+        Median of the survivors (NaN with none).
+    """
+    ref = c[max((m - 1) // 2, 0)] if m > 0 else c.dtype.type(0)
+    s1 = c.dtype.type(0)
+    s2 = c.dtype.type(0)
+    for j in range(m):
+        v = c[j] - ref
+        c[j] = v
+        s1 += v
+        p1[j + 1] = s1
+        s2 += v * v
+        p2[j + 1] = s2
+    lo = 0
+    hi = m
+    b = np.inf
+    iteration = 0
+    while clip:
+        n, mu, m2 = _moments(p1, p2, lo, hi)
+        std = np.sqrt(m2 / n)
+        med = _median_at(c, lo, hi, last)
+        t = sigma * std
+        if n > 0:
+            below = med - t
+            above = med + t
+            new_lo = lo
+            while new_lo < m and np.float64(c[new_lo]) < below:
+                new_lo += 1
+            new_hi = hi
+            # "not <=": a NaN bound keeps nothing, as a count of ``v <= above`` would
+            while new_hi > 0 and not (np.float64(c[new_hi - 1]) <= above):
+                new_hi -= 1
+            b = t
+        else:
+            new_lo = lo
+            new_hi = hi
+        new_hi = max(new_hi, new_lo)
+        iteration += 1
+        changed = new_lo != lo or new_hi != hi
+        lo = new_lo
+        hi = new_hi
+        if not changed or (maxiters >= 0 and iteration >= maxiters):
+            break
+    n, mu, m2 = _moments(p1, p2, lo, hi)
+    median = _median_at(c, lo, hi, last) + np.float64(ref) if n > 0 else np.nan
+    return n, mu + np.float64(ref), m2, b, median
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def clip_rows(x, sigma, maxiters, clip, ddof, mean, var, n_out, bound, median):
     """Sigma-clip each row of ``x`` (npix, nsample); write the per-row results.
 
@@ -82,58 +149,14 @@ def clip_rows(x, sigma, maxiters, clip, ddof, mean, var, n_out, bound, median):
     c = np.empty(ns, x.dtype)
     p1 = np.zeros(ns + 1, x.dtype)
     p2 = np.zeros(ns + 1, x.dtype)
-    last = ns - 1
     for i in range(npix):
         m = _sorted_finite(x, i, c)
-        ref = c[max((m - 1) // 2, 0)] if m > 0 else x.dtype.type(0)
-        s1 = x.dtype.type(0)
-        s2 = x.dtype.type(0)
-        for j in range(m):
-            v = c[j] - ref
-            c[j] = v
-            s1 += v
-            p1[j + 1] = s1
-            s2 += v * v
-            p2[j + 1] = s2
-        lo = 0
-        hi = m
-        b = np.inf
-        iteration = 0
-        while clip:
-            n, mu, m2 = _moments(p1, p2, lo, hi)
-            std = np.sqrt(m2 / n)
-            med = _median_at(c, lo, hi, last)
-            t = sigma * std
-            if n > 0:
-                below = med - t
-                above = med + t
-                below_lo = 0
-                upto_hi = 0
-                for j in range(m):
-                    v = np.float64(c[j])
-                    if v < below:
-                        below_lo += 1
-                    if v <= above:
-                        upto_hi += 1
-                new_lo = max(lo, below_lo)
-                new_hi = min(hi, upto_hi)
-                b = t
-            else:
-                new_lo = lo
-                new_hi = hi
-            new_hi = max(new_hi, new_lo)
-            iteration += 1
-            changed = new_lo != lo or new_hi != hi
-            lo = new_lo
-            hi = new_hi
-            if not changed or (maxiters >= 0 and iteration >= maxiters):
-                break
-        n, mu, m2 = _moments(p1, p2, lo, hi)
+        n, mu, m2, b, med = clip_sorted(c, m, p1, p2, sigma, maxiters, clip, ns - 1)
         n_out[i] = n
-        mean[i] = mu + np.float64(ref)
+        mean[i] = mu
         var[i] = m2 / (n - ddof) if n > ddof else np.nan
         bound[i] = b
-        median[i] = _median_at(c, lo, hi, last) + np.float64(ref) if n > 0 else np.nan
+        median[i] = med
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")

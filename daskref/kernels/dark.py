@@ -145,7 +145,7 @@ def fill_from_rate(
             filled)
 
 
-def dark_kernel(
+def dark_kernel_numpy(
     ramp: np.ndarray,
     groupdq: np.ndarray | None,
     plane_index: np.ndarray,
@@ -158,7 +158,7 @@ def dark_kernel(
     sigma: float,
     maxiters: int,
 ):
-    """DARK of a slab: the dark signal per (plane, group) over the integrations.
+    """Vectorised numpy version of :func:`dark_kernel` (the reference).
 
     Parameters
     ----------
@@ -204,3 +204,102 @@ def dark_kernel(
         n_used[..., p, :] = n
         filled = np.maximum(filled, f)
     return sci, err, n_used, rate, filled
+
+
+def dark_kernel(
+    ramp: np.ndarray,
+    groupdq: np.ndarray | None,
+    plane_index: np.ndarray,
+    times: np.ndarray,
+    fit_groups: np.ndarray,
+    *,
+    nplanes: int,
+    stat: str,
+    clip: bool,
+    sigma: float,
+    maxiters: int,
+):
+    """DARK of a slab: the dark signal per (plane, group) over the integrations.
+
+    The compiled loop :func:`._dark_numba.dark_block`; its results are bit-identical
+    to :func:`dark_kernel_numpy` (usable samples as :func:`usable_samples`, the
+    statistic as :func:`group_statistic`, the fill as :func:`fill_from_rate`).
+
+    Parameters
+    ----------
+    ramp : ndarray, (..., integration, group), DN
+        Calibrated dark ramps (superbias-subtracted); typically the transposed view
+        of an (integration, group, y, x) slab, which is read in place.
+    groupdq : ndarray of uint8 (same shape) or None
+    plane_index : ndarray of int, (integration,)
+        Which output plane each integration belongs to (MIRI: 0 for the first
+        integration of each exposure, 1 for the others; near-IR: all 0).
+    times, fit_groups : ndarray, (group,)
+        Group times (s) and the groups the rate fit uses.
+    nplanes : int
+    stat, clip, sigma, maxiters
+        See :func:`group_statistic`.
+
+    Returns
+    -------
+    sci, err : ndarray of float32, (..., plane, group), DN
+    n_used : ndarray of int32, (..., plane, group)
+    rate : ndarray of float32, (...), DN/s
+        Dark rate fitted to the last plane (the integrations after the first, for
+        MIRI with several).
+    filled : ndarray of uint8, (...)
+        Worst :func:`fill_from_rate` code over the planes.
+    """
+    from ._dark_numba import dark_block, sorting_network
+
+    if stat not in ("mean", "median"):
+        raise ValueError(f"stat must be 'mean' or 'median', not {stat!r}")
+    lead = ramp.shape[:-2]
+    nint, ngroup = ramp.shape[-2:]
+    ramp4 = _slab(ramp)
+    use_dq = groupdq is not None
+    dq4 = _slab(groupdq) if use_dq else np.zeros((1, 1, 1, 1), np.uint8)
+    plane_index = np.asarray(plane_index)
+    members = [np.flatnonzero(plane_index == p) for p in range(nplanes)]
+    plane_ints = np.concatenate(members).astype(np.intp)
+    plane_start = np.cumsum([0] + [len(m) for m in members]).astype(np.intp)
+    nets = [sorting_network(len(m)) for m in members]
+    pairs = np.concatenate(nets).astype(np.intp).reshape(-1, 2)
+    pair_start = np.cumsum([0] + [len(n) for n in nets]).astype(np.intp)
+    if not clip:
+        sigma, maxiters = np.inf, 0
+    counts = np.arange(nint + 1)
+    bias = np.asarray(clipped_std_bias(counts, sigma=sigma, maxiters=maxiters), np.float64)
+    factor = np.asarray(estimator_error_factor(counts, stat=stat, sigma=sigma,
+                                               maxiters=maxiters), np.float64)
+    root_n = np.sqrt(counts)
+    do_clip = bool(np.isfinite(sigma) and maxiters > 0)
+    ny, nx = ramp4.shape[2:]
+    # pixels sorted together: the (sample, pixel) buffer stays within a few hundred kB
+    width = int(min(512, max(64, (65536 // max(nint, 1)) // 8 * 8)))
+    shape = (nplanes, ngroup, ny, nx)
+    sci = np.empty(shape, np.float32)
+    err = np.empty(shape, np.float32)
+    n_used = np.empty(shape, np.int32)
+    rate = np.empty((ny, nx), np.float32)
+    filled = np.zeros((ny, nx), np.uint8)
+    dark_block(ramp4, dq4, use_dq, plane_ints, plane_start, pairs, pair_start,
+               np.asarray(times, np.float64), np.asarray(fit_groups, bool), stat == "median",
+               float(sigma), int(maxiters), do_clip, bias, factor, root_n, width,
+               sci, err, n_used, rate, filled)
+    # outputs laid out (plane, group, ...) and handed back as views with the stack
+    # axes last, so the product's blocks are contiguous
+    axes = ((0, 1), (-2, -1))
+
+    def back(a):
+        return np.moveaxis(a.reshape((nplanes, ngroup) + lead), *axes)
+
+    return back(sci), back(err), back(n_used), rate.reshape(lead), filled.reshape(lead)
+
+
+def _slab(a: np.ndarray) -> np.ndarray:
+    """The (integration, group, y, x) view of a (..., integration, group) array."""
+    x = np.moveaxis(np.asarray(a), (-2, -1), (0, 1))
+    if x.ndim == 4:
+        return x
+    return x.reshape(x.shape[:2] + (1, -1))  # other pixel layouts: one row of pixels
