@@ -18,62 +18,15 @@ per run of pixels along a row does the same arithmetic, bit for bit
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import numba
 import numpy as np
 
 from .. import dq
 from ._clip_numba import clip_sorted
 from ._ramp_fit_numba import _pairwise
+from ._sort_numba import sort_columns
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
-
-
-@lru_cache(maxsize=64)
-def sorting_network(n: int) -> np.ndarray:
-    """Comparators ``(lower, upper)`` of Batcher's odd-even merge sort of ``n`` values.
-
-    Built for the next power of two and pruned to the first ``n`` wires: the
-    padding would hold ``+inf``, which no comparator ever moves.
-
-    Returns
-    -------
-    ndarray of intp, (ncomparators, 2)
-    """
-    size = 1
-    while size < n:
-        size *= 2
-    pairs = []
-    p = 1
-    while p < size:
-        k = p
-        while k >= 1:
-            for j in range(k % p, size - k, 2 * k):
-                for i in range(min(k, size - j - k)):
-                    if (i + j) // (2 * p) == (i + j + k) // (2 * p) and i + j + k < n:
-                        pairs.append((i + j, i + j + k))
-            k //= 2
-        p *= 2
-    return np.array(pairs, dtype=np.intp).reshape(-1, 2)
-
-
-# Only min and max here, on values without NaN: "no NaN" and "no signed zeros" let
-# the compiler use the vector min/max instructions (a -0.0/+0.0 tie may come out in
-# either order, as from any sort).
-@numba.njit(cache=True, nogil=True, fastmath={"nnan", "nsz"})
-def _sort_columns(buf, pairs, width, tmp):
-    """Sort the columns of ``buf[:, :width]`` (no NaN) in place with the comparators."""
-    for k in range(pairs.shape[0]):
-        a = buf[pairs[k, 0]]
-        b = buf[pairs[k, 1]]
-        for j in range(width):
-            tmp[j] = a[j]
-        for j in range(width):
-            u = tmp[j]
-            v = b[j]
-            a[j] = min(u, v)
-            b[j] = max(u, v)
 
 
 @numba.njit(**_JIT)
@@ -214,7 +167,7 @@ def dark_block(ramp, groupdq, use_dq, plane_ints, plane_start, pairs, pair_start
                             else:
                                 count[j] += 1
                             buf[k, j] = v
-                    _sort_columns(buf, net, bw, tmp)
+                    sort_columns(buf, net, bw, tmp)
                     for j in range(bw):
                         m = count[j]
                         for k in range(m):

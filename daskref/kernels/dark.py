@@ -250,7 +250,8 @@ def dark_kernel(
     filled : ndarray of uint8, (...)
         Worst :func:`fill_from_rate` code over the planes.
     """
-    from ._dark_numba import dark_block, sorting_network
+    from ._dark_numba import dark_block
+    from ._sort_numba import sorting_network
 
     if stat not in ("mean", "median"):
         raise ValueError(f"stat must be 'mean' or 'median', not {stat!r}")

@@ -106,6 +106,23 @@ def two_point_difference(
     ratio : numpy.ndarray of float32, (integration, group, y, x)
         The jump's ratio ``|d - m| / sigma`` at flagged groups, 0 elsewhere.
     """
+    return _two_point_difference(data, groupdq, readnoise, gain, nframes, rejection_threshold,
+                                 three_group_rejection_threshold,
+                                 four_group_rejection_threshold, compiled=True)
+
+
+def two_point_difference_numpy(data, groupdq, readnoise, gain, *, nframes=1,
+                               rejection_threshold=4.0, three_group_rejection_threshold=6.0,
+                               four_group_rejection_threshold=5.0):
+    """Vectorised numpy version of :func:`two_point_difference` (the reference)."""
+    return _two_point_difference(data, groupdq, readnoise, gain, nframes, rejection_threshold,
+                                 three_group_rejection_threshold,
+                                 four_group_rejection_threshold, compiled=False)
+
+
+def _two_point_difference(data, groupdq, readnoise, gain, nframes, rejection_threshold,
+                          three_group_rejection_threshold, four_group_rejection_threshold,
+                          compiled):
     data = np.asarray(data)
     nint, ngroup, ny, nx = data.shape
     npix = ny * nx
@@ -120,12 +137,21 @@ def two_point_difference(
     if ngroup < 3:
         return jump.reshape(data.shape), ratio_out.reshape(data.shape)
 
+    bad = ((np.asarray(groupdq) & _UNUSABLE) != 0).reshape(nint, ngroup, npix)
+    flat = data.reshape(nint, ngroup, npix)
+    if compiled:
+        from ._jump_numba import jump_block
+        from ._sort_numba import sorting_network
+
+        jump_block(flat, bad, usable_pixel, rn2, g, float(rejection_threshold),
+                   float(three_group_rejection_threshold),
+                   float(four_group_rejection_threshold), sorting_network(ngroup - 1),
+                   PIXEL_WIDTH, jump, ratio_out)
+        return jump.reshape(data.shape), ratio_out.reshape(data.shape)
     thresholds = np.array(
         [np.inf, np.inf, three_group_rejection_threshold, four_group_rejection_threshold],
         dtype=np.float64,
     )
-    bad = ((np.asarray(groupdq) & _UNUSABLE) != 0).reshape(nint, ngroup, npix)
-    flat = data.reshape(nint, ngroup, npix)
     # pixels are independent: work on blocks of them so that the float64
     # temporaries stay small whatever the chunk size
     for i in range(nint):
@@ -139,6 +165,8 @@ def two_point_difference(
     return jump.reshape(data.shape), ratio_out.reshape(data.shape)
 
 
+#: Pixels sorted together by the compiled search.
+PIXEL_WIDTH = 256
 
 #: Pixels searched together by :func:`two_point_difference`.
 PIXEL_BLOCK = 16384
