@@ -30,6 +30,22 @@ def saturation_groupdq(data: np.ndarray, threshold, *, ad_floor: float | None = 
         ``SATURATED`` on the first group with ``data >= threshold`` and on every
         later group of that integration, plus the A/D floor flags.
     """
+    from ._simple_numba import saturation_block
+
+    data = np.asarray(data)
+    ny, nx = data.shape[-2:]
+    if data.ndim == 4 and data.dtype.kind in "fiu":
+        out = np.empty(data.shape, np.uint8)
+        thr = np.broadcast_to(np.asarray(threshold, np.float64).reshape(
+            np.shape(threshold)[-2:]), (ny, nx))
+        saturation_block(data, thr, ad_floor is not None,
+                         0.0 if ad_floor is None else float(ad_floor), out)
+        return out
+    return saturation_groupdq_numpy(data, threshold, ad_floor=ad_floor)
+
+
+def saturation_groupdq_numpy(data: np.ndarray, threshold, *, ad_floor: float | None = 0.0):
+    """Vectorised numpy version of :func:`saturation_groupdq` (the reference)."""
     data = np.asarray(data)
     with np.errstate(invalid="ignore"):
         sat = data >= np.asarray(threshold)
@@ -98,6 +114,22 @@ def linearity_correct(
     -------
     numpy.ndarray of float32, (integration, group, y, x)
     """
+    from ._simple_numba import linearity_block
+
+    data = np.asarray(data)
+    if data.ndim == 4 and data.dtype.kind in "fiu":
+        ny, nx = data.shape[-2:]
+        c = np.asarray(coeffs, np.float64)
+        c = np.broadcast_to(c.reshape(c.shape[-3:]), (ny, nx, c.shape[-1]))
+        sk = np.broadcast_to(np.asarray(skip, bool).reshape(np.shape(skip)[-2:]), (ny, nx))
+        out = np.empty(data.shape, np.float32)
+        linearity_block(data, np.asarray(groupdq), c, sk, out)
+        return out
+    return linearity_correct_numpy(data, groupdq, coeffs, skip)
+
+
+def linearity_correct_numpy(data, groupdq, coeffs, skip) -> np.ndarray:
+    """Vectorised numpy version of :func:`linearity_correct` (the reference)."""
     data = np.asarray(data)
     safe = np.where(np.asarray(skip)[..., None], 0.0, coeffs)
     corrected = apply_polynomial(data, safe).astype(np.float32)
