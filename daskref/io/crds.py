@@ -213,14 +213,30 @@ def write_reference(
         hdus.append(hdu)
     if dq_def is not None:
         hdus.append(fits.BinTableHDU(dq_def, name="DQ_DEF"))
+    # The schema sees the headers, the extensions and their dtypes and dimensions,
+    # not the pixel values: it validates a copy whose images are single pixels, so
+    # a DARK of a gigabyte is not read back in full before it is renamed into place.
+    validate_with_datamodel(_schema_probe(hdus), header.get("DATAMODL"), path)
     with atomic_path(path) as tmp:
         fits.HDUList(hdus).writeto(tmp)
-        validate_with_datamodel(tmp, header.get("DATAMODL"), path)
     return Path(path)
 
 
+def _schema_probe(hdus) -> fits.HDUList:
+    """The HDUs with every image cut to one pixel (same dtype, same dimensions)."""
+    probe = [fits.PrimaryHDU(header=hdus[0].header.copy())]
+    for hdu in hdus[1:]:
+        if isinstance(hdu, fits.ImageHDU):
+            one = np.zeros((1,) * hdu.data.ndim, hdu.data.dtype)
+            header = hdu.header.copy()
+            probe.append(fits.ImageHDU(one, header=header, name=hdu.name))
+        else:
+            probe.append(hdu.copy())
+    return fits.HDUList(probe)
+
+
 def validate_with_datamodel(path, datamodel: str | None, name=None) -> bool:
-    """Open and validate a file with its official ``stdatamodels`` model, if installed.
+    """Open and validate a file (or an HDUList) with its official ``stdatamodels`` model.
 
     daskref does not need stdatamodels; where it is installed, a file that its
     schema rejects (an unknown SUBARRAY name, say) is refused before it is renamed
@@ -249,7 +265,8 @@ def validate_with_datamodel(path, datamodel: str | None, name=None) -> bool:
             warnings.simplefilter("ignore")
             # On open, a value the schema rejects is dropped with a warning: refuse it.
             warnings.simplefilter("error", ValidationWarning)
-            with model_class(str(path)) as model:
+            source = path if isinstance(path, fits.HDUList) else str(path)
+            with model_class(source) as model:
                 model.validate()
     except Exception as exc:  # schema errors come in several types
         lines = [s.strip() for s in str(exc).strip().splitlines() if s.strip()]
