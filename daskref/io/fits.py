@@ -726,12 +726,15 @@ def open_stack(
 
 
 def open_infos(infos: Sequence[ExposureInfo], *, chunk_mb=None, chunk_rows=None,
-               row_chunks: Sequence[int] | None = None) -> xr.Dataset:
+               row_chunks: Sequence[int] | None = None, check: bool = True) -> xr.Dataset:
     """Open already scanned (and, for several, stack-checked) exposures.
 
-    The data of each are looked at first (:func:`check_data`: a few rows).
+    The data of each are looked at first (:func:`check_data`: a few rows) unless
+    ``check`` is False. The Dataset's ``encoding["infos"]`` keeps ``infos``, so that
+    it can be opened again with other row slabs (:func:`reopen_rows`).
     """
-    check_data(infos)
+    if check:
+        check_data(infos)
     ny = infos[0].shape[2]
     if row_chunks is not None:
         rows = tuple(int(r) for r in row_chunks)
@@ -749,7 +752,24 @@ def open_infos(infos: Sequence[ExposureInfo], *, chunk_mb=None, chunk_rows=None,
             operator.or_, [_lazy_rows(i.pixeldq, i.path, rows, "pixeldq") for i in infos])
     attrs = dict(infos[0].header)
     attrs["inputs"] = [i.path for i in infos]
-    return _dataset(infos, ramp, gdq, pdq, attrs)
+    ds = _dataset(infos, ramp, gdq, pdq, attrs)
+    ds.encoding["infos"] = tuple(infos)
+    return ds
+
+
+def reopen_rows(ds: xr.Dataset, row_chunks: Sequence[int]) -> xr.Dataset | None:
+    """``ds`` as opened by :func:`open_infos`, opened again with other row slabs.
+
+    Reading with the new slabs reads each row once; rechunking the opened stack
+    would read the old slabs and copy them into the new ones, holding both. None
+    when ``ds`` is not a freshly opened stack.
+    """
+    infos = ds.encoding.get("infos")
+    if not infos:
+        return None
+    out = open_infos(infos, row_chunks=row_chunks, check=False)
+    out.attrs = ds.attrs
+    return out
 
 
 # --------------------------------------------------------------------------- slope files

@@ -31,7 +31,7 @@ from daskref.algorithms.steps._reference import aligned_rows, with_dq_arrays
 from daskref.geometry import is_miri
 from daskref.io import products as _products
 from daskref.io import spill as _spill
-from daskref.io.fits import open_exposure, scan
+from daskref.io.fits import open_exposure, reopen_rows, scan
 
 from .steps import (
     PrepError,
@@ -402,9 +402,10 @@ def _open(ds_or_path, chunk_mb, chunk_rows) -> xr.Dataset:
 def _refpix_chunks(ds: xr.Dataset, source, to_run, params) -> xr.Dataset:
     """Re-slab the rows so refpix's reference rows are slabs of their own.
 
-    See :func:`daskref.algorithms.steps.refpix.edge_row_chunks`; an opened file is
-    re-opened with the new slabs (so each row is still read once), a dask-backed
-    Dataset is rechunked.
+    See :func:`daskref.algorithms.steps.refpix.edge_row_chunks`; an opened file or
+    stack is re-opened with the new slabs (so each row is still read once, and no
+    slab is held while it is copied into others), another dask-backed Dataset is
+    rechunked.
     """
     ramp = ds["ramp"].data
     if "refpix" not in to_run or not hasattr(ramp, "chunks"):
@@ -421,7 +422,8 @@ def _refpix_chunks(ds: xr.Dataset, source, to_run, params) -> xr.Dataset:
         ds = open_exposure(source, row_chunks=new)
         ds.attrs = attrs
         return ds
-    return ds.chunk({"y": new})
+    reopened = reopen_rows(ds, new)
+    return reopened if reopened is not None else ds.chunk({"y": new})
 
 
 def _params(params: Mapping[str, object]) -> dict[str, dict[str, object]]:
