@@ -20,14 +20,20 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from .. import dq
 from ._sort_numba import sort_columns
 
 _JIT = dict(cache=True, nogil=True, error_model="numpy")
+JUMP_DET = np.uint16(dq.JUMP_DET)
+#: As :data:`daskref.kernels.jump._NEIGHBOR_BIT`.
+NEIGHBOR_BIT = np.uint16(1 << 8)
+_UNUSABLE = np.uint16(dq.SATURATED | dq.DO_NOT_USE)
 
 
 @numba.njit(**_JIT)
 def jump_block(data, bad, usable_pixel, rn2, gain, rejection_threshold, threshold_two,
-               threshold_three, pairs, width, jump, ratio_out):
+               threshold_three, pairs, width, jump, ratio_out, packed_mode, packed,
+               flag_neighbors, min_neighbor, max_neighbor):
     """Iterative two-point difference search of (integration, group, pixel) data.
 
     Parameters
@@ -46,7 +52,16 @@ def jump_block(data, bad, usable_pixel, rn2, gain, rejection_threshold, threshol
         Pixels sorted together.
     jump : ndarray of bool, (integration, group, pixel), False on entry
     ratio_out : ndarray of float32, (integration, group, pixel), 0 on entry
+    packed_mode : bool
+        Instead of ``jump``/``ratio_out``, mark the jumps in ``packed``: the output
+        of :func:`daskref.kernels.jump.detect_jumps_packed`.
+    packed : ndarray of uint16, (integration, group, pixel)
+        The group DQ on entry; ``JUMP_DET`` added at each jump, and the neighbour
+        bit where ``flag_neighbors`` and the ratio (as float32) lies strictly
+        between ``min_neighbor`` and ``max_neighbor``.
     """
+    min32 = np.float32(min_neighbor)
+    max32 = np.float32(max_neighbor)
     nint, ngroup, npix = data.shape
     ndiff = ngroup - 1
     srt = np.empty((ndiff, width))
@@ -111,5 +126,46 @@ def jump_block(data, bad, usable_pixel, rn2, gain, rejection_threshold, threshol
                         srt[q, j] = srt[q + 1, j]
                     srt[n - 1, j] = np.inf
                     n -= 1
-                    jump[i, hit + 1, p] = True
-                    ratio_out[i, hit + 1, p] = np.float32(best)
+                    r32 = np.float32(best)
+                    if packed_mode:
+                        v = packed[i, hit + 1, p] | JUMP_DET
+                        if flag_neighbors and r32 > min32 and r32 < max32:
+                            v |= NEIGHBOR_BIT
+                        packed[i, hit + 1, p] = v
+                    else:
+                        jump[i, hit + 1, p] = True
+                        ratio_out[i, hit + 1, p] = r32
+
+
+@numba.njit(**_JIT)
+def unpack_block(packed, out):
+    """Stage 2 of the jump search: the group DQ, the neighbours of marked jumps flagged.
+
+    Parameters
+    ----------
+    packed : ndarray of uint16, (integration, group, y, x), any strides
+        Stage 1's output (with its one-pixel halo when run on a chunk).
+    out : ndarray of uint8, same shape
+        The low byte of ``packed``, plus ``JUMP_DET`` on every sample that is or
+        side-neighbours a marked jump, unless ``SATURATED`` or ``DO_NOT_USE``.
+    """
+    nint, ngroup, ny, nx = packed.shape
+    for i in range(nint):
+        for g in range(ngroup):
+            for yy in range(ny):
+                for xx in range(nx):
+                    v = packed[i, g, yy, xx]
+                    f = np.uint8(v & 0xFF)
+                    if (v & _UNUSABLE) == 0 and (f & dq.JUMP_DET) == 0:
+                        grow = (v & NEIGHBOR_BIT) != 0
+                        if yy > 0 and (packed[i, g, yy - 1, xx] & NEIGHBOR_BIT) != 0:
+                            grow = True
+                        if yy + 1 < ny and (packed[i, g, yy + 1, xx] & NEIGHBOR_BIT) != 0:
+                            grow = True
+                        if xx > 0 and (packed[i, g, yy, xx - 1] & NEIGHBOR_BIT) != 0:
+                            grow = True
+                        if xx + 1 < nx and (packed[i, g, yy, xx + 1] & NEIGHBOR_BIT) != 0:
+                            grow = True
+                        if grow:
+                            f |= np.uint8(dq.JUMP_DET)
+                    out[i, g, yy, xx] = f

@@ -146,7 +146,7 @@ def _two_point_difference(data, groupdq, readnoise, gain, nframes, rejection_thr
         jump_block(flat, bad, usable_pixel, rn2, g, float(rejection_threshold),
                    float(three_group_rejection_threshold),
                    float(four_group_rejection_threshold), sorting_network(ngroup - 1),
-                   PIXEL_WIDTH, jump, ratio_out)
+                   PIXEL_WIDTH, jump, ratio_out, False, _NO_PACKED, False, 0.0, 0.0)
         return jump.reshape(data.shape), ratio_out.reshape(data.shape)
     thresholds = np.array(
         [np.inf, np.inf, three_group_rejection_threshold, four_group_rejection_threshold],
@@ -167,6 +167,7 @@ def _two_point_difference(data, groupdq, readnoise, gain, nframes, rejection_thr
 
 #: Pixels sorted together by the compiled search.
 PIXEL_WIDTH = 256
+_NO_PACKED = np.zeros((1, 1, 1), np.uint16)
 
 #: Pixels searched together by :func:`two_point_difference`.
 PIXEL_BLOCK = 16384
@@ -269,8 +270,43 @@ def detect_jumps_packed(
     numpy.ndarray of uint16, (integration, group, y, x)
         Low byte: the group DQ with ``JUMP_DET`` added at detected jumps; bit 8: the
         jump's neighbours are to be flagged (see :func:`unpack_and_flag_neighbors`).
+        The search marks them as it finds them (:func:`._jump_numba.jump_block`).
     """
-    jump, ratio = two_point_difference(
+    from ._jump_numba import jump_block
+    from ._sort_numba import sorting_network
+
+    data = np.asarray(data)
+    nint, ngroup, ny, nx = data.shape
+    out = np.asarray(groupdq).astype(np.uint16)
+    if ngroup < 3:
+        return out
+    npix = ny * nx
+    rn = _pixel_map(readnoise, ny, nx)
+    g = _pixel_map(gain, ny, nx)
+    usable_pixel = valid_gain(g) & np.isfinite(rn)
+    rn2 = np.where(usable_pixel, rn * rn / max(int(nframes), 1), 0.0)
+    g = np.where(usable_pixel, g, 1.0)
+    bad = ((out & _UNUSABLE) != 0).reshape(nint, ngroup, npix)
+    packed = out.reshape(nint, ngroup, npix)
+    jump_block(data.reshape(nint, ngroup, npix), bad, usable_pixel, rn2, g,
+               float(rejection_threshold), float(three_group_rejection_threshold),
+               float(four_group_rejection_threshold), sorting_network(ngroup - 1), PIXEL_WIDTH,
+               _NO_JUMP, _NO_RATIO, True, packed, bool(flag_4_neighbors),
+               float(min_jump_to_flag_neighbors), float(max_jump_to_flag_neighbors))
+    return out
+
+
+_NO_JUMP = np.zeros((1, 1, 1), bool)
+_NO_RATIO = np.zeros((1, 1, 1), np.float32)
+
+
+def detect_jumps_packed_numpy(data, groupdq, readnoise, gain, *, nframes=1,
+                              rejection_threshold=4.0, three_group_rejection_threshold=6.0,
+                              four_group_rejection_threshold=5.0, flag_4_neighbors=True,
+                              max_jump_to_flag_neighbors=1000.0,
+                              min_jump_to_flag_neighbors=10.0) -> np.ndarray:
+    """Vectorised numpy version of :func:`detect_jumps_packed` (the reference)."""
+    jump, ratio = two_point_difference_numpy(
         data,
         groupdq,
         readnoise,
@@ -298,6 +334,18 @@ def unpack_and_flag_neighbors(packed: np.ndarray) -> np.ndarray:
 
     Needs a one-pixel halo in ``y`` and ``x`` when run on a chunk.
     """
+    from ._jump_numba import unpack_block
+
+    packed = np.asarray(packed)
+    if packed.ndim == 4:
+        out = np.empty(packed.shape, dq.GROUP_DTYPE)
+        unpack_block(packed, out)
+        return out
+    return unpack_and_flag_neighbors_numpy(packed)
+
+
+def unpack_and_flag_neighbors_numpy(packed: np.ndarray) -> np.ndarray:
+    """Vectorised numpy version of :func:`unpack_and_flag_neighbors` (the reference)."""
     gdq = (packed & 0xFF).astype(dq.GROUP_DTYPE)
     src = (packed & _NEIGHBOR_BIT) != 0
     if not src.any():

@@ -57,3 +57,29 @@ def test_compiled_search_reads_a_strided_slab():
                                    rn[:, ::2], gain[:, ::2])
     for x, y in zip(a, b, strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+@pytest.mark.parametrize("flag", [True, False])
+@pytest.mark.parametrize(("lo", "hi"), [(10.0, 1000.0), (4.5, 60.0)])
+def test_compiled_packed_stages_are_byte_identical(flag, lo, hi):
+    from daskref.kernels.jump import (
+        detect_jumps_packed,
+        detect_jumps_packed_numpy,
+        unpack_and_flag_neighbors,
+        unpack_and_flag_neighbors_numpy,
+    )
+
+    rng = np.random.default_rng(7)
+    data, gdq, rn, gain = _ramps(rng, 2, 15, (9, 31))
+    kw = dict(flag_4_neighbors=flag, min_jump_to_flag_neighbors=lo,
+              max_jump_to_flag_neighbors=hi)
+    want = detect_jumps_packed_numpy(data, gdq, rn, gain, **kw)
+    got = detect_jumps_packed(data, gdq, rn, gain, **kw)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    assert ((want >> 8) & 1).any() == flag
+    a = unpack_and_flag_neighbors_numpy(want)
+    b = unpack_and_flag_neighbors(want)
+    assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    strided = want[..., ::2, 1:]
+    assert unpack_and_flag_neighbors(strided).tobytes() == \
+        unpack_and_flag_neighbors_numpy(strided).tobytes()
