@@ -16,11 +16,13 @@ All values are in DN. Missing estimates (no usable reference pixel) are NaN.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from ._clip_numba import nanmedian_rows
 
-__all__ = ["clipped_mean_by_label", "mean_ignoring_nan", "reflect_index", "running_median_rows"]
+__all__ = ["clipped_mean_by_label", "mean_ignoring_nan", "reflect_index", "running_median_rows",
+           "subtract_column_and_row"]
 
 
 def clipped_mean_by_label(
@@ -224,3 +226,34 @@ def running_median_rows(
         nanmedian_rows(window, out[k])
     out[:, empty] = np.nan
     return out.reshape(*lead, ny)
+
+
+def subtract_column_and_row(target: np.ndarray, column: np.ndarray, row: np.ndarray) -> np.ndarray:
+    """``target - (column + row)`` with its broadcasting, in one pass.
+
+    Parameters
+    ----------
+    target : ndarray, (integration, group, y, x)
+    column : ndarray, (integration, group, 1, x)
+    row : ndarray, (integration, group, y, 1)
+        Both of ``target``'s dtype (float32); the sum is rounded to it first, as
+        numpy does.
+
+    Returns
+    -------
+    ndarray, like ``target``
+    """
+    out = np.empty(target.shape, np.result_type(target, column, row))
+    _subtract_column_and_row(target, column, row, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _subtract_column_and_row(target, column, row, out):
+    nint, ngroup, ny, nx = target.shape
+    for i in range(nint):
+        for g in range(ngroup):
+            for yy in range(ny):
+                r = row[i, g, yy, 0]
+                for xx in range(nx):
+                    out[i, g, yy, xx] = target[i, g, yy, xx] - (column[i, g, 0, xx] + r)

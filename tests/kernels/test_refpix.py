@@ -111,3 +111,18 @@ def test_running_median_rows__even_length_rounds_up_and_length_one_is_row_median
     np.testing.assert_array_equal(
         running_median_rows(values, good, 1), np.median(values, axis=-1)
     )
+
+
+def test_subtract_column_and_row_is_numpys_broadcast_bit_for_bit():
+    from daskref.kernels.refpix import subtract_column_and_row
+
+    rng = np.random.default_rng(0)
+    target = rng.normal(1000, 50, (2, 3, 7, 11)).astype(np.float32)
+    column = rng.normal(0, 5, (2, 3, 1, 11)).astype(np.float32)
+    row = rng.normal(0, 5, (2, 3, 7, 1)).astype(np.float32)
+    want = target - (column + row)
+    got = subtract_column_and_row(target, column, row)
+    assert got.dtype == want.dtype and got.tobytes() == want.tobytes()
+    strided = target.transpose(0, 1, 3, 2)[..., :7, :]  # a transposed detector's view
+    assert subtract_column_and_row(strided, column[..., :7], row[..., :7, :]).tobytes() == \
+        (strided - (column[..., :7] + row[..., :7, :])).tobytes()

@@ -63,6 +63,7 @@ from daskref.geometry import (
     reference_pixel_mask,
 )
 from daskref.kernels.refpix import (
+    subtract_column_and_row,
     clipped_mean_by_label,
     mean_ignoring_nan,
     running_median_rows,
@@ -209,11 +210,12 @@ def refpix(
                             f"{attrs.get('SUBARRAY', '?')}); ramp returned unchanged")
         single_output = shape != NIR_FULL and int(attrs.get("NOUTPUTS", 4) or 4) == 1
         if single_output:
-            correction = _correction_nir_single_output(
+            column = _correction_nir_single_output(
                 data, pixeldq, geo, odd_even_columns=odd_even_columns, checkpoint=keep
             )
+            side = None
         else:
-            correction = _correction_nir(
+            column, side = _correction_nir(
                 data,
                 pixeldq,
                 geo,
@@ -223,7 +225,7 @@ def refpix(
                 side_gain=side_gain,
                 checkpoint=keep,
             )
-        corrected = target - correction.astype(target.dtype)
+        corrected = _subtract_nir(target, column, side)
         if transposed:
             corrected = corrected.transpose(0, 1, 3, 2)
 
@@ -488,8 +490,8 @@ def _correction_nir(data, pixeldq, geo, *, odd_even_columns, use_side_ref_pixels
             full_rows=full_rows,
         )
         side = checkpoint((side_gain * side).astype(np.float32))
-        correction = correction + side[:, :, :, None]
-    return correction
+        return correction, side
+    return correction, None
 
 
 def _side_signal(data, good, offsets, side_cols, *, side_classes, is_left, length,
@@ -550,6 +552,16 @@ def _side_block(values, good, *, core, is_left, length, row_start, full_rows):
             estimates.append(np.full(shape, np.nan))
     signal = mean_ignoring_nan(*estimates)
     return np.where(np.isfinite(signal), signal, 0.0)
+
+
+def _subtract_nir(target, column, side):
+    """``target - (column + side)``: (integration, group, 1, x) per-column offsets and
+    an (integration, group, y) side signal (or None), float32, in one pass per block
+    (no full-size correction array)."""
+    if side is None:
+        return target - column.astype(target.dtype)
+    return da.map_blocks(subtract_column_and_row, target, column, side[:, :, :, None],
+                         dtype=target.dtype, meta=np.empty((0,) * 4, target.dtype))
 
 
 def _correction_nir_single_output(data, pixeldq, geo, *, odd_even_columns, checkpoint=_same):
