@@ -169,6 +169,7 @@ def running_median_rows(
     *,
     row_start: int = 0,
     full_rows: int | None = None,
+    compiled: bool = True,
 ) -> np.ndarray:
     """Compute a running median over a box ``length`` rows tall, all columns wide.
 
@@ -192,6 +193,9 @@ def running_median_rows(
     full_rows : int, optional
         Number of full-frame rows; default ``row_start + ny`` (reflect at the data
         edges).
+    compiled : bool
+        Slide a sorted window down the rows (:func:`_running_median_block`); False:
+        the numpy reference, every box gathered and its median taken.
 
     Returns
     -------
@@ -219,6 +223,10 @@ def running_median_rows(
 
     flat = values.reshape(-1, ny, ncol)
     out = np.empty((flat.shape[0], ny))
+    if compiled:
+        interior = inside.all(axis=1) & (np.diff(local, axis=1) == 1).all(axis=1)
+        _running_median_block(flat, good, local, inside, interior, out)
+        return out.reshape(*lead, ny)
     for k in range(flat.shape[0]):
         window = flat[k][local].reshape(ny, -1).astype(np.float64)
         window[~window_good] = np.nan
@@ -226,6 +234,63 @@ def running_median_rows(
         nanmedian_rows(window, out[k])
     out[:, empty] = np.nan
     return out.reshape(*lead, ny)
+
+
+@numba.njit(cache=True, nogil=True)
+def _running_median_block(values, good, local, inside, interior, out):
+    """The running medians of :func:`running_median_rows` with a sliding sorted window.
+
+    Where the boxes of two consecutive rows are both plain runs of data rows, the
+    next box is the last one less its first row plus one new row: their good
+    values leave and enter the sorted window by binary search and a shift, instead
+    of a sort of the whole box per row. Elsewhere (reflected or clipped boxes at
+    the edges) the box is gathered and sorted afresh. The medians are those of
+    ``np.nanmedian`` of the boxes, bit for bit.
+    """
+    nlead, ny, ncol = values.shape
+    window = local.shape[1]
+    c = np.empty(window * ncol)
+    for k in range(nlead):
+        n = 0
+        for yy in range(ny):
+            if yy > 0 and interior[yy] and interior[yy - 1]:
+                gone = local[yy - 1, 0]
+                for col in range(ncol):
+                    if good[gone, col]:
+                        v = np.float64(values[k, gone, col])
+                        if not np.isnan(v):
+                            pos = np.searchsorted(c[:n], v)
+                            for q in range(pos, n - 1):
+                                c[q] = c[q + 1]
+                            n -= 1
+                new = local[yy, window - 1]
+                for col in range(ncol):
+                    if good[new, col]:
+                        v = np.float64(values[k, new, col])
+                        if not np.isnan(v):
+                            pos = np.searchsorted(c[:n], v)
+                            for q in range(n, pos, -1):
+                                c[q] = c[q - 1]
+                            c[pos] = v
+                            n += 1
+            else:
+                n = 0
+                for j in range(window):
+                    if inside[yy, j]:
+                        r = local[yy, j]
+                        for col in range(ncol):
+                            if good[r, col]:
+                                v = np.float64(values[k, r, col])
+                                if not np.isnan(v):
+                                    c[n] = v
+                                    n += 1
+                c[:n].sort()
+            if n == 0:
+                out[k, yy] = np.nan
+            elif n % 2 == 1:
+                out[k, yy] = c[n // 2]
+            else:
+                out[k, yy] = (c[n // 2 - 1] + c[n // 2]) / 2.0
 
 
 def subtract_column_and_row(target: np.ndarray, column: np.ndarray, row: np.ndarray) -> np.ndarray:

@@ -126,3 +126,19 @@ def test_subtract_column_and_row_is_numpys_broadcast_bit_for_bit():
     strided = target.transpose(0, 1, 3, 2)[..., :7, :]  # a transposed detector's view
     assert subtract_column_and_row(strided, column[..., :7], row[..., :7, :]).tobytes() == \
         (strided - (column[..., :7] + row[..., :7, :])).tobytes()
+
+
+@pytest.mark.parametrize(("ny", "length", "row_start", "full_rows"), [
+    (40, 11, 0, 40), (40, 11, 0, 2048), (25, 5, 2023, 2048), (30, 12, 100, 2048),
+    (3, 11, 0, 3), (1, 1, 0, 1), (60, 11, 10, 70)])
+def test_compiled_running_median_is_the_numpy_one_bit_for_bit(ny, length, row_start, full_rows):
+    rng = np.random.default_rng(ny + length)
+    values = rng.normal(0, 3, (2, 3, ny, 4)).astype(np.float32)
+    values[..., :2, :] = np.round(values[..., :2, :])  # ties
+    values[rng.random(values.shape) < 0.03] = np.nan
+    good = rng.random((ny, 4)) > 0.1
+    good[ny // 2] = False  # a row without good pixels
+    kw = dict(row_start=row_start, full_rows=full_rows)
+    want = running_median_rows(values, good, length, compiled=False, **kw)
+    got = running_median_rows(values, good, length, **kw)
+    assert got.tobytes() == want.tobytes()
