@@ -136,31 +136,44 @@ def _power_index(snr, lows):
 
 @numba.njit(**_JIT)
 def _select(a, m, k):
-    """The ``k``-th smallest of ``a[:m]`` (no NaN), by Hoare's selection.
+    """The ``k``-th smallest of ``a[:m]`` (no NaN); reorders ``a``.
 
-    Reorders ``a`` so that everything after position ``k`` is at least that value.
+    Quickselect with a median-of-three pivot and branch-free three-way partitions
+    (values below the pivot, equal to it, above it): on the noisy differences of a
+    ramp the comparisons of a classic partition are coin flips, and their
+    mispredicted branches cost more than the moves.
     """
     left = 0
     right = m - 1
     while right > left:
-        pivot = a[(left + right) // 2]
-        i = left
-        j = right
-        while i <= j:
-            while a[i] < pivot:
-                i += 1
-            while a[j] > pivot:
-                j -= 1
-            if i <= j:
-                a[i], a[j] = a[j], a[i]
-                i += 1
-                j -= 1
-        if k <= j:
-            right = j
-        elif k >= i:
-            left = i
+        x = a[left]
+        y = a[(left + right) // 2]
+        z = a[right]
+        if x > y:
+            x, y = y, x
+        if y > z:
+            y = z
+        if x > y:
+            y = x
+        pivot = y
+        below = left
+        for i in range(left, right + 1):
+            v = a[i]
+            a[i] = a[below]
+            a[below] = v
+            below += v < pivot
+        upto = below
+        for i in range(below, right + 1):
+            v = a[i]
+            a[i] = a[upto]
+            a[upto] = v
+            upto += v == pivot
+        if k < below:
+            right = below - 1
+        elif k < upto:
+            return pivot
         else:
-            break
+            left = upto
     return a[k]
 
 
@@ -189,11 +202,16 @@ def _median_finite(buf, m):
     hi = m // 2
     a = _select(buf, m, lo)
     b = a
-    if hi > lo:  # the smallest of those after the lower middle
-        b = buf[hi]
-        for j in range(hi, m):
-            if buf[j] < b:
-                b = buf[j]
+    if hi > lo:  # the next order statistic: a again if it repeats, else the next value
+        at_most = 0
+        b = np.inf
+        for j in range(m):
+            v = buf[j]
+            at_most += v <= a
+            if v > a and v < b:
+                b = v
+        if at_most > hi:
+            b = a
     return 0.5 * (a + b)
 
 

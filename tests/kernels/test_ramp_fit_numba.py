@@ -67,3 +67,13 @@ def test_median_matches_the_masked_median():
         ref = rf._masked_median(a[:, None])[0]
         got = _median_of(a.copy(), n)
         assert ref == got or (np.isnan(ref) and np.isnan(got))
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 8, 37, 38, 380])
+def test_median_selection_is_numpys_median(m):
+    from daskref.kernels._ramp_fit_numba import _median_finite
+
+    rng = np.random.default_rng(m)
+    for values in (rng.normal(0, 10, m), np.round(rng.normal(0, 2, m)), np.full(m, 3.0),
+                   np.sort(rng.normal(0, 1, m)), np.sort(rng.normal(0, 1, m))[::-1].copy()):
+        assert _median_finite(values.copy(), m) == np.median(values)
