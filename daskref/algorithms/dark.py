@@ -10,7 +10,7 @@ import xarray as xr
 
 from .. import dq
 from ..geometry import is_miri, reference_pixel_mask
-from ..kernels.dark import dark_kernel
+from ..kernels.dark import count_dtype, dark_kernel
 from ..kernels.ramp_fit import group_times
 from ..kernels.readnoise import global_clipped_stats
 from ._chunks import apply_stack, require_single_chunk
@@ -75,7 +75,8 @@ def dark(
         ``sci`` and ``err`` (plane, group, y, x) float32, DN: the dark signal and
         its 1-sigma uncertainty (the standard error of the statistic, unbiased for
         normal noise; not the sample scatter); ``dq`` (y, x) uint32; ``n_used``
-        (plane, group, y, x) int32, the samples behind each value; ``dark_rate``
+        (plane, group, y, x) int16 (int32 beyond 32767 integrations), the samples
+        behind each value; ``dark_rate``
         (y, x) float32, DN/s; ``avdrkcur`` (y, x) float32, e-/s, and its science-
         pixel clipped mean ``avdrkcur_mean`` (0-d), when a gain is given.
         ``plane`` has length 1 (near-IR, or MIRI with one integration per input)
@@ -116,7 +117,8 @@ def dark(
         func, *args,
         input_core_dims=[core] * len(args),
         output_core_dims=[["plane", "group"]] * 3 + [[], []],
-        output_dtypes=[np.float32, np.float32, np.int32, np.float32, np.uint8],
+        output_dtypes=[np.float32, np.float32, count_dtype(ds.sizes["integration"]),
+                       np.float32, np.uint8],
         output_sizes={"plane": nplanes},
     )
     dims4 = ("plane", "group", "y", "x")

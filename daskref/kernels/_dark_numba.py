@@ -112,7 +112,7 @@ def dark_block(ramp, groupdq, use_dq, plane_ints, plane_start, pairs, pair_start
     width : int
         Pixels sorted together.
     sci, err : ndarray of float32, (plane, group, y, x)
-    n_used : ndarray of int32, (plane, group, y, x)
+    n_used : ndarray of int16 or int32, (plane, group, y, x)
     rate : ndarray of float32, (y, x), DN/s
         The last plane's fitted rate.
     filled : ndarray of uint8, (y, x), zeros on entry
@@ -132,7 +132,7 @@ def dark_block(ramp, groupdq, use_dq, plane_ints, plane_start, pairs, pair_start
     p2 = np.zeros(msize + 1, np.float32)
     val = np.empty((ngroup, width), np.float32)
     er = np.empty((ngroup, width), np.float32)
-    nu = np.empty((ngroup, width), np.int32)
+    nu = np.empty((ngroup, width), n_used.dtype)
     w = np.empty(ngroup)
     y = np.empty(ngroup)
     t1 = np.empty(ngroup)

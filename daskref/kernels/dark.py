@@ -13,6 +13,15 @@ from .. import dq
 from .stats import clipped_std_bias, estimator_error_factor, sigma_clip_stats
 
 
+def count_dtype(nint: int) -> np.dtype:
+    """The integer type of the sample counts of a stack of ``nint`` integrations.
+
+    int16 (half the memory and disk of the contribution cube) unless the count
+    could exceed it.
+    """
+    return np.dtype(np.int16 if nint <= np.iinfo(np.int16).max else np.int32)
+
+
 def usable_samples(ramp: np.ndarray, groupdq: np.ndarray | None) -> np.ndarray:
     """The ramp with the samples a dark may not use set to NaN.
 
@@ -65,8 +74,8 @@ def group_statistic(
         estimator's efficiency factor (:func:`~.stats.estimator_error_factor`; the
         median's is about 1.25), over ``sqrt(n)``. NaN where no sample survives;
         ``err`` NaN with one sample.
-    n_used : ndarray of int32, (...)
-        Samples that survived clipping.
+    n_used : ndarray of int, (...)
+        Samples that survived clipping (:func:`count_dtype` of the sample count).
     """
     if not clip:
         sigma, maxiters = np.inf, 0
@@ -84,7 +93,8 @@ def group_statistic(
         std = np.sqrt(st.var) / bias
         err = np.where(n_valid >= 2, std * factor / root_n, np.nan)
     value = np.where(st.n > 0, value, np.nan)
-    return value.astype(np.float32), err.astype(np.float32), st.n.astype(np.int32)
+    return (value.astype(np.float32), err.astype(np.float32),
+            st.n.astype(count_dtype(samples.shape[-1])))
 
 
 def fill_from_rate(
@@ -177,7 +187,7 @@ def dark_kernel_numpy(
     Returns
     -------
     sci, err : ndarray of float32, (..., plane, group), DN
-    n_used : ndarray of int32, (..., plane, group)
+    n_used : ndarray of int (:func:`count_dtype`), (..., plane, group)
     rate : ndarray of float32, (...), DN/s
         Dark rate fitted to the last plane (the integrations after the first, for
         MIRI with several).
@@ -194,7 +204,7 @@ def dark_kernel_numpy(
     axes = ((0, 1), (-2, -1))
     sci = np.moveaxis(np.empty(shape, np.float32), *axes)
     err = np.moveaxis(np.empty(shape, np.float32), *axes)
-    n_used = np.moveaxis(np.empty(shape, np.int32), *axes)
+    n_used = np.moveaxis(np.empty(shape, count_dtype(ramp.shape[-2])), *axes)
     filled = np.zeros(x.shape[:-2], np.uint8)
     rate = None
     for p in range(nplanes):
@@ -243,7 +253,7 @@ def dark_kernel(
     Returns
     -------
     sci, err : ndarray of float32, (..., plane, group), DN
-    n_used : ndarray of int32, (..., plane, group)
+    n_used : ndarray of int (:func:`count_dtype`), (..., plane, group)
     rate : ndarray of float32, (...), DN/s
         Dark rate fitted to the last plane (the integrations after the first, for
         MIRI with several).
@@ -281,7 +291,7 @@ def dark_kernel(
     shape = (nplanes, ngroup, ny, nx)
     sci = np.empty(shape, np.float32)
     err = np.empty(shape, np.float32)
-    n_used = np.empty(shape, np.int32)
+    n_used = np.empty(shape, count_dtype(nint))
     rate = np.empty((ny, nx), np.float32)
     filled = np.zeros((ny, nx), np.uint8)
     dark_block(ramp4, dq4, use_dq, plane_ints, plane_start, pairs, pair_start,

@@ -102,7 +102,7 @@ def write(ds: xr.Dataset, path, meta: CrdsMeta):
                         template=DESCRIPTION, images=images, dq_def=dq.dq_def(DQ_NAMES),
                         extra=extra)
     write_ancillary(ds, path, "contribution", "DARK CONTRIBUTION", "dark",
-                    [("N_USED", n_used.astype(np.int32), None)])
+                    [("N_USED", n_used, None)])
     write_ancillary(ds, path, "darkrate", "DARK RATE", "dark",
                     [("DARK_RATE", ds["dark_rate"].values.astype(np.float32), "DN/s")])
     return out
