@@ -68,32 +68,61 @@ def jump_block(data, bad, usable_pixel, rn2, gain, rejection_threshold, threshol
     diffs = np.empty((ndiff, width))
     tmp = np.empty(width)
     count = np.empty(width, np.intp)
+    low = np.empty(width)
+    high = np.empty(width)
+    cand = np.empty(width, np.intp)
     for i in range(nint):
         for p0 in range(0, npix, width):
             bw = min(width, npix - p0)
             for j in range(bw):
                 count[j] = 0
+                low[j] = np.inf
+                high[j] = -np.inf
+            # selects, not branches: the loop runs in vector instructions
             for k in range(ndiff):
                 for j in range(bw):
                     p = p0 + j
-                    d = np.nan
-                    if usable_pixel[p] and not (bad[i, k, p] or bad[i, k + 1, p]):
-                        d = np.float64(data[i, k + 1, p]) - np.float64(data[i, k, p])
+                    ok = usable_pixel[p] & (not (bad[i, k, p] | bad[i, k + 1, p]))
+                    d = np.float64(data[i, k + 1, p]) - np.float64(data[i, k, p])
+                    d = d if ok else np.nan
                     diffs[k, j] = d
-                    if np.isnan(d):
-                        srt[k, j] = np.inf
-                    else:
-                        srt[k, j] = d
-                        count[j] += 1
-            sort_columns(srt, pairs, bw, tmp)
+                    count[j] += d == d
+                    low[j] = d if d < low[j] else low[j]
+                    high[j] = d if d > high[j] else high[j]
+            # Every deviation from the reference level (which lies within the
+            # differences' range) is at most the range, and the noise is at least
+            # the read noise, both after rounding too: a pixel whose range is within
+            # the threshold of its read noise has no jump, and is not searched.
+            ncand = 0
             for j in range(bw):
+                n = count[j]
+                if n < 2:
+                    continue
+                if n >= 4:
+                    threshold = rejection_threshold
+                elif n == 3:
+                    threshold = threshold_three
+                else:
+                    threshold = threshold_two
+                if (high[j] - low[j]) / np.sqrt(rn2[p0 + j]) > threshold:
+                    cand[ncand] = j
+                    ncand += 1
+            if ncand == 0:
+                continue
+            for k in range(ndiff):
+                for c in range(ncand):
+                    d = diffs[k, cand[c]]
+                    srt[k, c] = np.inf if np.isnan(d) else d
+            sort_columns(srt, pairs, ncand, tmp)
+            for c in range(ncand):
+                j = cand[c]
                 p = p0 + j
                 n = count[j]
                 while n >= 2:
                     used = n - 1 if n >= 4 else n  # the largest left out from 4 on
                     lo = 0 if n == 2 else (used - 1) // 2
                     hi = 0 if n == 2 else used // 2
-                    ref = 0.5 * (srt[lo, j] + srt[hi, j])
+                    ref = 0.5 * (srt[lo, c] + srt[hi, c])
                     sigma = np.sqrt(np.abs(ref) / gain[p] + rn2[p])
                     largest = -1.0
                     for k in range(ndiff):
@@ -120,11 +149,11 @@ def jump_block(data, bad, usable_pixel, rn2, gain, rejection_threshold, threshol
                     diffs[hit, j] = np.nan
                     # out of the sorted column: shift the rest down
                     pos = 0
-                    while srt[pos, j] != value:
+                    while srt[pos, c] != value:
                         pos += 1
                     for q in range(pos, n - 1):
-                        srt[q, j] = srt[q + 1, j]
-                    srt[n - 1, j] = np.inf
+                        srt[q, c] = srt[q + 1, c]
+                    srt[n - 1, c] = np.inf
                     n -= 1
                     r32 = np.float32(best)
                     if packed_mode:
