@@ -62,8 +62,31 @@ def _median_at(c, lo, hi, last):
 def clip_sorted(c, m, p1, p2, sigma, maxiters, clip, last):
     """Sigma-clip the sorted, NaN-free ``c[:m]``; the survivors' statistics.
 
-    ``c`` is shifted in place by its reference element; ``p1``, ``p2`` (length at
-    least ``m + 1``) receive its prefix sums; ``last`` clamps the median's indices.
+    ``c`` is shifted in place by its reference element (the lower middle one);
+    ``p1``, ``p2`` (length at least ``m + 1``, ``p1[0] = p2[0] = 0``) receive the
+    prefix sums of the shifted values and of their squares, in the samples'
+    precision; ``last`` clamps the median's indices. See :func:`clip_prefixed`.
+    """
+    ref = c[max((m - 1) // 2, 0)] if m > 0 else c.dtype.type(0)
+    s1 = c.dtype.type(0)
+    s2 = c.dtype.type(0)
+    for j in range(m):
+        v = c[j] - ref
+        c[j] = v
+        s1 += v
+        p1[j + 1] = s1
+        s2 += v * v
+        p2[j + 1] = s2
+    return clip_prefixed(c, m, p1, p2, ref, sigma, maxiters, clip, last)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def clip_prefixed(c, m, p1, p2, ref, sigma, maxiters, clip, last):
+    """Sigma-clip sorted values already shifted by ``ref``, with their prefix sums.
+
+    ``c[:m]`` are the sorted samples less ``ref``; ``p1``/``p2`` their prefix sums
+    and those of their squares (``p[0] = 0``). Any 1-D views do (a column of a
+    (sample, pixel) buffer).
 
     The survivors of a symmetric clip of sorted values are a run ``c[lo:hi]``, and
     the run only shrinks: each pass walks its ends inwards past the values outside
@@ -80,16 +103,6 @@ def clip_sorted(c, m, p1, p2, sigma, maxiters, clip, last):
     median : float
         Median of the survivors (NaN with none).
     """
-    ref = c[max((m - 1) // 2, 0)] if m > 0 else c.dtype.type(0)
-    s1 = c.dtype.type(0)
-    s2 = c.dtype.type(0)
-    for j in range(m):
-        v = c[j] - ref
-        c[j] = v
-        s1 += v
-        p1[j + 1] = s1
-        s2 += v * v
-        p2[j + 1] = s2
     lo = 0
     hi = m
     b = np.inf

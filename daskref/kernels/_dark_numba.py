@@ -10,8 +10,9 @@ per run of pixels along a row does the same arithmetic, bit for bit
   (sample, pixel) buffer, excluded ones as ``+inf``, and sorted column-wise by a
   sorting network (Batcher's odd-even merge sort): the same compare-exchange on
   every column, which the compiler vectorises across the pixels;
-* each pixel's sorted samples are then clipped by
-  :func:`._clip_numba.clip_sorted`, the loop of ``sigma_clip_stats``;
+* the sorted columns are shifted and their prefix sums formed across the pixels,
+  then each pixel is clipped by :func:`._clip_numba.clip_prefixed`, the loop of
+  ``sigma_clip_stats``;
 * the rate fit of :func:`~daskref.kernels.dark.fill_from_rate` runs per pixel with
   numpy's pairwise summation (:func:`._ramp_fit_numba._pairwise`).
 """
@@ -22,7 +23,7 @@ import numba
 import numpy as np
 
 from .. import dq
-from ._clip_numba import clip_sorted
+from ._clip_numba import clip_prefixed
 from ._ramp_fit_numba import _pairwise
 from ._sort_numba import sort_columns
 
@@ -127,9 +128,9 @@ def dark_block(ramp, groupdq, use_dq, plane_ints, plane_start, pairs, pair_start
     tmp = np.empty(width, np.float32)
     count = np.empty(width, np.intp)
     first_jump = np.empty((nint, width), np.intp)
-    c = np.empty(msize, np.float32)
-    p1 = np.zeros(msize + 1, np.float32)
-    p2 = np.zeros(msize + 1, np.float32)
+    ref = np.empty(width, np.float32)
+    p1 = np.empty((msize + 1, width), np.float32)
+    p2 = np.empty((msize + 1, width), np.float32)
     val = np.empty((ngroup, width), np.float32)
     er = np.empty((ngroup, width), np.float32)
     nu = np.empty((ngroup, width), n_used.dtype)
@@ -168,12 +169,47 @@ def dark_block(ramp, groupdq, use_dq, plane_ints, plane_start, pairs, pair_start
                                 count[j] += 1
                             buf[k, j] = v
                     sort_columns(buf, net, bw, tmp)
+                    # shift by each pixel's reference sample and form the prefix sums
+                    # of :func:`._clip_numba.clip_sorted` for all pixels at once (the
+                    # same sequential sums per pixel, in vector lanes across pixels)
+                    for j in range(bw):
+                        ref[j] = buf[max((count[j] - 1) // 2, 0), j] if count[j] > 0 else 0
+                        p1[0, j] = 0
+                        p2[0, j] = 0
+                    for k in range(m_p):
+                        for j in range(bw):
+                            v = buf[k, j] - ref[j]
+                            buf[k, j] = v
+                            p1[k + 1, j] = p1[k, j] + v
+                            p2[k + 1, j] = p2[k, j] + v * v
                     for j in range(bw):
                         m = count[j]
-                        for k in range(m):
-                            c[k] = buf[k, j]
-                        n, mean, m2, _, med = clip_sorted(c, m, p1, p2, sigma, maxiters, clip,
-                                                          m_p - 1)
+                        # The first clipping pass, which for most pixels keeps every
+                        # sample and so is the last: the same arithmetic as
+                        # clip_prefixed's, without its loop and walks, so that the
+                        # divisions of neighbouring pixels overlap. A window that
+                        # shrinks goes to clip_prefixed.
+                        s1 = np.float64(p1[m, j])
+                        mean = s1 / m
+                        m2 = np.float64(p2[m, j]) - s1 * mean
+                        if m2 < 0.0:
+                            m2 = 0.0
+                        i_lo = min(max((m - 1) // 2, 0), m_p - 1)
+                        i_hi = min(max(m // 2, 0), m_p - 1)
+                        med = 0.5 * (np.float64(buf[i_lo, j]) + np.float64(buf[i_hi, j]))
+                        n = m
+                        if clip and m > 0:
+                            t = sigma * np.sqrt(m2 / m)
+                            if (np.float64(buf[0, j]) < med - t
+                                    or not (np.float64(buf[m - 1, j]) <= med + t)):
+                                n = -1
+                        if n < 0:
+                            n, mean, m2, _, med = clip_prefixed(
+                                buf[:, j], m, p1[:, j], p2[:, j], ref[j], sigma, maxiters,
+                                clip, m_p - 1)
+                        else:
+                            mean = mean + np.float64(ref[j])
+                            med = med + np.float64(ref[j]) if m > 0 else np.nan
                         value = med if stat_median else mean
                         var = m2 / n if n > 0 else np.nan
                         std = np.sqrt(var) / bias[m]
