@@ -14,7 +14,8 @@ import numpy as np
 from daskref import dq
 from daskref.kernels._clip_numba import copy_rows
 from daskref.kernels._groups import running_count, running_or
-from daskref.kernels._ramp_fit_numba import fit_block
+from daskref.kernels._ramp_fit_numba import fit_block, median_differences
+from daskref.kernels._sort_numba import sorting_network
 
 #: Signal-to-noise thresholds (exclusive lower bounds) and the weighting exponent P
 #: used above each of them (Fixsen et al. 2000, table as in the JWST documentation).
@@ -327,6 +328,9 @@ def fit_ramps(
     return {k: v.reshape(shapes[k] + (ny, nx)) for k, v in out.items()}
 
 
+#: Most differences per pixel whose median is found by a sorting network.
+NETWORK_MEDIAN_MAX = 64
+
 #: Pixels fit together by :func:`fit_ramps`: bounds its float64 temporaries (a few
 #: tens of bytes per pixel, group and integration of the block).
 PIXEL_BLOCK = 8192
@@ -352,12 +356,23 @@ def _fit_pixels(data, gdq, pdq, cds, gain, *, tgroup, nframes, groupgap, optimal
     if save_opt:
         opt[6] = 0.0
     crmag = np.zeros((nint, max_cr, npix) if save_opt else (1, 1, 1))
-    fit_block(_pixel_major(data), _pixel_major(np.asarray(gdq, dtype=dq.GROUP_DTYPE)),
+    data_pm = _pixel_major(data)
+    gdq_pm = _pixel_major(np.asarray(gdq, dtype=dq.GROUP_DTYPE))
+    ndiff = nint * max(ngroup - 1, 0)
+    # a few dozen differences per pixel: their medians by a sorting network across
+    # pixels; more: by selection per pixel (the network grows as n log^2 n)
+    have_median = 0 < ndiff <= NETWORK_MEDIAN_MAX
+    median_diff = np.empty(npix if have_median else 1)
+    if have_median:
+        median_differences(data_pm, gdq_pm, dq.SATURATED, dq.DO_NOT_USE, dq.JUMP_DET,
+                           sorting_network(ndiff), 256, median_diff)
+    fit_block(data_pm, gdq_pm,
               np.ascontiguousarray(pdq, dtype=dq.PIXEL_DTYPE),
               np.ascontiguousarray(cds, dtype=np.float64),
               np.ascontiguousarray(gain, dtype=np.float64), t, float(tgroup),
               float(tgroup) ** 2, float(np.sqrt(nframes)), bool(optimal), bool(save_opt),
-              int(max_segments), int(max_cr), flags, lows, powers, out_f, out_i, opt, crmag)
+              int(max_segments), int(max_cr), flags, lows, powers, out_f, out_i, opt, crmag,
+              have_median, median_diff)
     rateints, var_r_int, var_p_int = out_f[0, :nint], out_f[1, :nint], out_f[2, :nint]
     rate, var_r, var_p = out_f[0, nint], out_f[1, nint], out_f[2, nint]
     opt_by_name = dict(zip(("slope", "sigslope", "var_poisson", "var_rnoise", "yint",
