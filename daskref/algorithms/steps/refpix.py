@@ -299,9 +299,10 @@ def edge_row_chunks(attrs: Mapping, shape: tuple[int, int], rows: tuple[int, ...
     calibrated alone, so the offsets never wait for (and never keep in memory) a
     whole first or last slab of science rows. The running median of the side
     reference signal needs ``side_halo`` rows beyond each slab: with ``guard``
-    (``2 * side_halo``) rows between consecutive slabs made a thin slab of their own,
+    (``side_halo``) rows between consecutive slabs made a thin slab of their own,
     a slab depends only on thin slabs, never on its big neighbours, and the scheduler
-    can finish slabs one at a time.
+    can finish slabs one at a time. (A guard of twice that made every slab at least
+    ten rows high, so a slab of a stack grew with the number of inputs.)
 
     Parameters
     ----------
