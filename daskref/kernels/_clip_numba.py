@@ -224,16 +224,80 @@ def median_rows(x, out):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
+def robust_std_sorted(s, m, cut, dev, sd):
+    """MAD-cut standard deviation (ddof 1) and mean of the sorted, NaN-free ``s[:m]``.
+
+    The arithmetic of ``badpix_dark._robust_std_numpy`` (median; absolute deviations
+    from it in float64 and their median; samples within ``cut`` times 1.4826 of
+    that kept; their unclipped mean and ddof-1 variance from sums in the samples'
+    precision, in sorted order) without sorting again: the deviations of the
+    sorted samples fall then rise, so they are sorted by merging the two runs, and
+    the kept samples are a run of the sorted ones, already in order.
+
+    Parameters
+    ----------
+    s : ndarray, (>= m,), float32 or float64
+        Sorted samples; only ``s[:m]`` is read (not modified).
+    m : int
+    cut : float
+        In robust sigmas (1.4826 MAD).
+    dev, sd : ndarray of float64, (>= m,)
+        Scratch.
+
+    Returns
+    -------
+    std, mean : float
+        NaN std with fewer than 2 kept samples; NaN mean with none.
+    """
+    med = _shifted_median(s, 0, m)
+    for j in range(m):
+        dev[j] = abs(np.float64(s[j]) - med)
+    # merge the falling run (read backwards) with the rising one
+    split = 0
+    while split < m and np.float64(s[split]) < med:
+        split += 1
+    a = split - 1
+    b = split
+    for k in range(m):
+        if b >= m or (a >= 0 and dev[a] <= dev[b]):
+            sd[k] = dev[a]
+            a -= 1
+        else:
+            sd[k] = dev[b]
+            b += 1
+    scale = 1.4826 * _shifted_median(sd, 0, m)
+    limit = cut * scale
+    lo = 0
+    while lo < m and not (dev[lo] <= limit):
+        lo += 1
+    hi = lo
+    while hi < m and dev[hi] <= limit:
+        hi += 1
+    n = hi - lo
+    if n == 0:
+        return np.nan, np.nan
+    ref = s[lo + (n - 1) // 2]
+    s1 = s.dtype.type(0)
+    s2 = s.dtype.type(0)
+    for j in range(lo, hi):
+        v = s[j] - ref
+        s1 += v
+        s2 += v * v
+    t1 = np.float64(s1)
+    t2 = np.float64(s2)
+    mu = t1 / n
+    m2 = t2 - t1 * mu
+    if m2 < 0.0:
+        m2 = 0.0
+    return (np.sqrt(m2 / (n - 1)) if n >= 2 else np.nan), mu + np.float64(ref)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def robust_std_rows(x, cut, std_out, mean_out):
     """MAD-cut standard deviation (ddof 1) and mean of each row, bit for bit.
 
-    The arithmetic of ``badpix_dark._robust_std`` in numpy (median; absolute
-    deviations from it in float64 and their median; samples within ``cut`` times
-    1.4826 of that kept; their unclipped mean and ddof-1 variance from float32 (or
-    the samples' precision) sums in sorted order), with one sort per row (the
-    caller's) instead of three: the deviations of the sorted samples fall then rise, so they are
-    sorted by merging the two runs, and the kept samples are a run of the sorted
-    ones, already in order.
+    :func:`robust_std_sorted` of each row: one sort per row (the caller's) instead
+    of the numpy version's three.
 
     Parameters
     ----------
@@ -250,50 +314,7 @@ def robust_std_rows(x, cut, std_out, mean_out):
     sd = np.empty(ns)
     for i in range(x.shape[0]):
         m = _sorted_finite(x, i, s)
-        med = _shifted_median(s, 0, m)
-        for j in range(m):
-            dev[j] = abs(np.float64(s[j]) - med)
-        # merge the falling run (read backwards) with the rising one
-        split = 0
-        while split < m and np.float64(s[split]) < med:
-            split += 1
-        a = split - 1
-        b = split
-        for k in range(m):
-            if b >= m or (a >= 0 and dev[a] <= dev[b]):
-                sd[k] = dev[a]
-                a -= 1
-            else:
-                sd[k] = dev[b]
-                b += 1
-        scale = 1.4826 * _shifted_median(sd, 0, m)
-        limit = cut * scale
-        lo = 0
-        while lo < m and not (dev[lo] <= limit):
-            lo += 1
-        hi = lo
-        while hi < m and dev[hi] <= limit:
-            hi += 1
-        n = hi - lo
-        if n == 0:
-            std_out[i] = np.nan
-            mean_out[i] = np.nan
-            continue
-        ref = s[lo + (n - 1) // 2]
-        s1 = x.dtype.type(0)
-        s2 = x.dtype.type(0)
-        for j in range(lo, hi):
-            v = s[j] - ref
-            s1 += v
-            s2 += v * v
-        t1 = np.float64(s1)
-        t2 = np.float64(s2)
-        mu = t1 / n
-        m2 = t2 - t1 * mu
-        if m2 < 0.0:
-            m2 = 0.0
-        mean_out[i] = mu + np.float64(ref)
-        std_out[i] = np.sqrt(m2 / (n - 1)) if n >= 2 else np.nan
+        std_out[i], mean_out[i] = robust_std_sorted(s, m, cut, dev, sd)
 
 
 #: Pixels per tile of the transposing copies: a tile's output rows (a few samples
