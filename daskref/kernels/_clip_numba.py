@@ -201,9 +201,15 @@ def _shifted_median(s, lo, m):
     """
     if m == 0:
         return np.nan
-    ref = s[lo + (m - 1) // 2]
-    a = np.float64(s[lo + (m - 1) // 2] - ref)
-    b = np.float64(s[lo + m // 2] - ref)
+    return shifted_mid(s[lo + (m - 1) // 2], s[lo + m // 2])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def shifted_mid(lower, upper):
+    """The median from its lower and upper middle values, as ``_shifted_median``."""
+    ref = lower
+    a = np.float64(lower - ref)
+    b = np.float64(upper - ref)
     return 0.5 * (a + b) + np.float64(ref)
 
 
@@ -230,9 +236,13 @@ def robust_std_sorted(s, m, cut, dev, sd):
     The arithmetic of ``badpix_dark._robust_std_numpy`` (median; absolute deviations
     from it in float64 and their median; samples within ``cut`` times 1.4826 of
     that kept; their unclipped mean and ddof-1 variance from sums in the samples'
-    precision, in sorted order) without sorting again: the deviations of the
-    sorted samples fall then rise, so they are sorted by merging the two runs, and
-    the kept samples are a run of the sorted ones, already in order.
+    precision, in sorted order) without sorting again. The deviations of the
+    sorted samples fall, then rise (from the first sample not below the median):
+    two sorted runs. So their median needs only the two middle values of the
+    runs' union, found by bisection, and the kept samples are a run of the sorted
+    ones, whose ends are found by bisection too. Where the median is not finite
+    (deviations may then be NaN) the runs are merged as they come, with the same
+    scans as before.
 
     Parameters
     ----------
@@ -250,29 +260,89 @@ def robust_std_sorted(s, m, cut, dev, sd):
         NaN std with fewer than 2 kept samples; NaN mean with none.
     """
     med = _shifted_median(s, 0, m)
-    for j in range(m):
-        dev[j] = abs(np.float64(s[j]) - med)
-    # merge the falling run (read backwards) with the rising one
-    split = 0
-    while split < m and np.float64(s[split]) < med:
-        split += 1
-    a = split - 1
-    b = split
-    for k in range(m):
-        if b >= m or (a >= 0 and dev[a] <= dev[b]):
-            sd[k] = dev[a]
-            a -= 1
+    # the first sample not below the median: the deviations fall before, rise after
+    split_lo = 0
+    split_hi = m
+    while split_lo < split_hi:
+        mid = (split_lo + split_hi) // 2
+        if np.float64(s[mid]) < med:
+            split_lo = mid + 1
         else:
-            sd[k] = dev[b]
-            b += 1
-    scale = 1.4826 * _shifted_median(sd, 0, m)
-    limit = cut * scale
-    lo = 0
-    while lo < m and not (dev[lo] <= limit):
-        lo += 1
-    hi = lo
-    while hi < m and dev[hi] <= limit:
-        hi += 1
+            split_hi = mid
+    split = split_lo
+    if np.isfinite(med):
+        # falling run a_i = dev(split - 1 - i), rising run b_j = dev(split + j), both
+        # ascending: the k-th smallest of their union takes i of a and k + 1 - i of b
+        lower = upper = 0.0
+        for t in range(2):
+            k = (m - 1) // 2 + t * (m % 2 == 0)
+            lo = max(0, k + 1 - (m - split))
+            hi = min(k + 1, split)
+            while lo < hi:
+                i = (lo + hi) // 2
+                # b_{k - i} > a_i: more of a belongs below the k-th
+                if (abs(np.float64(s[split + k - i]) - med)
+                        > abs(np.float64(s[split - 1 - i]) - med)):
+                    lo = i + 1
+                else:
+                    hi = i
+            i = lo
+            j = k + 1 - i
+            v = -np.inf
+            if i > 0:
+                v = abs(np.float64(s[split - i]) - med)
+            if j > 0:
+                v = max(v, abs(np.float64(s[split + j - 1]) - med))
+            if t == 0:
+                lower = v
+            else:
+                upper = v
+        scale = 1.4826 * shifted_mid(lower, upper)  # m > 0: the median is finite
+        limit = cut * scale
+        # kept: a tail of the falling run and a head of the rising one
+        lo = 0
+        hi = split
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if abs(np.float64(s[mid]) - med) <= limit:
+                hi = mid
+            else:
+                lo = mid + 1
+        first = lo
+        lo = split
+        hi = m
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if abs(np.float64(s[mid]) - med) <= limit:
+                lo = mid + 1
+            else:
+                hi = mid
+        end = lo
+        if first == split and not (split < m and abs(np.float64(s[split]) - med) <= limit):
+            first = end = m  # none kept
+        lo = first
+        hi = end
+    else:
+        for j in range(m):
+            dev[j] = abs(np.float64(s[j]) - med)
+        # merge the falling run (read backwards) with the rising one
+        a = split - 1
+        b = split
+        for k in range(m):
+            if b >= m or (a >= 0 and dev[a] <= dev[b]):
+                sd[k] = dev[a]
+                a -= 1
+            else:
+                sd[k] = dev[b]
+                b += 1
+        scale = 1.4826 * _shifted_median(sd, 0, m)
+        limit = cut * scale
+        lo = 0
+        while lo < m and not (dev[lo] <= limit):
+            lo += 1
+        hi = lo
+        while hi < m and dev[hi] <= limit:
+            hi += 1
     n = hi - lo
     if n == 0:
         return np.nan, np.nan
