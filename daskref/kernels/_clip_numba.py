@@ -214,9 +214,15 @@ def _shifted_median(s, lo, m):
     """
     if m == 0:
         return np.nan
-    ref = s[lo + (m - 1) // 2]
-    a = np.float64(s[lo + (m - 1) // 2] - ref)
-    b = np.float64(s[lo + m // 2] - ref)
+    return shifted_mid(s[lo + (m - 1) // 2], s[lo + m // 2])
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def shifted_mid(lower, upper):
+    """The median from its lower and upper middle values, as ``_shifted_median``."""
+    ref = lower
+    a = np.float64(lower - ref)
+    b = np.float64(upper - ref)
     return 0.5 * (a + b) + np.float64(ref)
 
 
@@ -237,39 +243,102 @@ def median_rows(x, out):
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def robust_std_rows(x, cut, std_out, mean_out):
-    """MAD-cut standard deviation (ddof 1) and mean of each row, bit for bit.
+def robust_std_sorted(s, m, cut, dev, sd):
+    """MAD-cut standard deviation (ddof 1) and mean of the sorted, NaN-free ``s[:m]``.
 
-    The arithmetic of ``badpix_dark._robust_std`` in numpy (median; absolute
-    deviations from it in float64 and their median; samples within ``cut`` times
-    1.4826 of that kept; their unclipped mean and ddof-1 variance from float32 (or
-    the samples' precision) sums in sorted order), with one sort per row (the
-    caller's) instead of three: the deviations of the sorted samples fall then rise, so they are
-    sorted by merging the two runs, and the kept samples are a run of the sorted
-    ones, already in order.
+    The arithmetic of ``badpix_dark._robust_std_numpy`` (median; absolute deviations
+    from it in float64 and their median; samples within ``cut`` times 1.4826 of
+    that kept; their unclipped mean and ddof-1 variance from sums in the samples'
+    precision, in sorted order) without sorting again. The deviations of the
+    sorted samples fall, then rise (from the first sample not below the median):
+    two sorted runs. So their median needs only the two middle values of the
+    runs' union, found by bisection, and the kept samples are a run of the sorted
+    ones, whose ends are found by bisection too. Where the median is not finite
+    (deviations may then be NaN) the runs are merged as they come, with the same
+    scans as before.
 
     Parameters
     ----------
-    x : ndarray, (npix, nsample), float32 or float64
-        Each row sorted, NaN last.
+    s : ndarray, (>= m,), float32 or float64
+        Sorted samples; only ``s[:m]`` is read (not modified).
+    m : int
     cut : float
         In robust sigmas (1.4826 MAD).
-    std_out, mean_out : ndarray of float64, (npix,)
+    dev, sd : ndarray of float64, (>= m,)
+        Scratch.
+
+    Returns
+    -------
+    std, mean : float
         NaN std with fewer than 2 kept samples; NaN mean with none.
     """
-    ns = x.shape[1]
-    s = np.empty(ns, x.dtype)
-    dev = np.empty(ns)
-    sd = np.empty(ns)
-    for i in range(x.shape[0]):
-        m = _sorted_finite(x, i, s)
-        med = _shifted_median(s, 0, m)
+    med = _shifted_median(s, 0, m)
+    # the first sample not below the median: the deviations fall before, rise after
+    split_lo = 0
+    split_hi = m
+    while split_lo < split_hi:
+        mid = (split_lo + split_hi) // 2
+        if np.float64(s[mid]) < med:
+            split_lo = mid + 1
+        else:
+            split_hi = mid
+    split = split_lo
+    if np.isfinite(med):
+        # falling run a_i = dev(split - 1 - i), rising run b_j = dev(split + j), both
+        # ascending: the k-th smallest of their union takes i of a and k + 1 - i of b
+        lower = upper = 0.0
+        for t in range(2):
+            k = (m - 1) // 2 + t * (m % 2 == 0)
+            lo = max(0, k + 1 - (m - split))
+            hi = min(k + 1, split)
+            while lo < hi:
+                i = (lo + hi) // 2
+                # b_{k - i} > a_i: more of a belongs below the k-th
+                if (abs(np.float64(s[split + k - i]) - med)
+                        > abs(np.float64(s[split - 1 - i]) - med)):
+                    lo = i + 1
+                else:
+                    hi = i
+            i = lo
+            j = k + 1 - i
+            v = -np.inf
+            if i > 0:
+                v = abs(np.float64(s[split - i]) - med)
+            if j > 0:
+                v = max(v, abs(np.float64(s[split + j - 1]) - med))
+            if t == 0:
+                lower = v
+            else:
+                upper = v
+        scale = 1.4826 * shifted_mid(lower, upper)  # m > 0: the median is finite
+        limit = cut * scale
+        # kept: a tail of the falling run and a head of the rising one
+        lo = 0
+        hi = split
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if abs(np.float64(s[mid]) - med) <= limit:
+                hi = mid
+            else:
+                lo = mid + 1
+        first = lo
+        lo = split
+        hi = m
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if abs(np.float64(s[mid]) - med) <= limit:
+                lo = mid + 1
+            else:
+                hi = mid
+        end = lo
+        if first == split and not (split < m and abs(np.float64(s[split]) - med) <= limit):
+            first = end = m  # none kept
+        lo = first
+        hi = end
+    else:
         for j in range(m):
             dev[j] = abs(np.float64(s[j]) - med)
         # merge the falling run (read backwards) with the rising one
-        split = 0
-        while split < m and np.float64(s[split]) < med:
-            split += 1
         a = split - 1
         b = split
         for k in range(m):
@@ -287,26 +356,48 @@ def robust_std_rows(x, cut, std_out, mean_out):
         hi = lo
         while hi < m and dev[hi] <= limit:
             hi += 1
-        n = hi - lo
-        if n == 0:
-            std_out[i] = np.nan
-            mean_out[i] = np.nan
-            continue
-        ref = s[lo + (n - 1) // 2]
-        s1 = x.dtype.type(0)
-        s2 = x.dtype.type(0)
-        for j in range(lo, hi):
-            v = s[j] - ref
-            s1 += v
-            s2 += v * v
-        t1 = np.float64(s1)
-        t2 = np.float64(s2)
-        mu = t1 / n
-        m2 = t2 - t1 * mu
-        if m2 < 0.0:
-            m2 = 0.0
-        mean_out[i] = mu + np.float64(ref)
-        std_out[i] = np.sqrt(m2 / (n - 1)) if n >= 2 else np.nan
+    n = hi - lo
+    if n == 0:
+        return np.nan, np.nan
+    ref = s[lo + (n - 1) // 2]
+    s1 = s.dtype.type(0)
+    s2 = s.dtype.type(0)
+    for j in range(lo, hi):
+        v = s[j] - ref
+        s1 += v
+        s2 += v * v
+    t1 = np.float64(s1)
+    t2 = np.float64(s2)
+    mu = t1 / n
+    m2 = t2 - t1 * mu
+    if m2 < 0.0:
+        m2 = 0.0
+    return (np.sqrt(m2 / (n - 1)) if n >= 2 else np.nan), mu + np.float64(ref)
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def robust_std_rows(x, cut, std_out, mean_out):
+    """MAD-cut standard deviation (ddof 1) and mean of each row, bit for bit.
+
+    :func:`robust_std_sorted` of each row: one sort per row (the caller's) instead
+    of the numpy version's three.
+
+    Parameters
+    ----------
+    x : ndarray, (npix, nsample), float32 or float64
+        Each row sorted, NaN last.
+    cut : float
+        In robust sigmas (1.4826 MAD).
+    std_out, mean_out : ndarray of float64, (npix,)
+        NaN std with fewer than 2 kept samples; NaN mean with none.
+    """
+    ns = x.shape[1]
+    s = np.empty(ns, x.dtype)
+    dev = np.empty(ns)
+    sd = np.empty(ns)
+    for i in range(x.shape[0]):
+        m = _sorted_finite(x, i, s)
+        std_out[i], mean_out[i] = robust_std_sorted(s, m, cut, dev, sd)
 
 
 #: Pixels per tile of the transposing copies: a tile's output rows (a few samples

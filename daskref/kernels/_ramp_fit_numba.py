@@ -30,9 +30,12 @@ _JIT = dict(cache=True, nogil=True, error_model="numpy")
 
 @numba.njit(**_JIT)
 def _pairwise_block(a, lo, n):
-    """Pairwise sum of ``a[lo:lo + n]`` as numpy does it, for ``n <= 128`` (one block)."""
+    """Pairwise sum of ``a[lo:lo + n]`` as numpy does it, for ``n <= 128`` (one block).
+
+    In ``a``'s precision, as numpy's (float32 values add in float32).
+    """
     if n < 8:
-        res = 0.0
+        res = a.dtype.type(0)
         for j in range(n):
             res += a[lo + j]
         return res
@@ -75,11 +78,11 @@ def _pairwise(a, lo, n):
     frame_lo = np.empty(64, np.int64)
     frame_n = np.empty(64, np.int64)
     stage = np.zeros(64, np.int64)
-    left = np.empty(64)
+    left = np.empty(64, a.dtype)
     top = 0
     frame_lo[0] = lo
     frame_n[0] = n
-    ret = 0.0
+    ret = a.dtype.type(0)
     while top >= 0:
         m = frame_n[top]
         if m <= 128:

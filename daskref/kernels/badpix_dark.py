@@ -14,6 +14,7 @@ import numpy as np
 
 from .. import dq
 from ._clip_numba import median_rows, robust_std_rows
+from ._sort_numba import sorting_network
 from .stats import clipped_std_bias, estimator_error_factor, sigma_clip_stats
 
 #: The per-pixel statistics, in the order :func:`dark_pixel_statistics` returns them.
@@ -112,10 +113,15 @@ def dark_pixel_statistics(
 ) -> tuple[np.ndarray, ...]:
     """The statistics behind every bad-pixel class of a slab of dark ramps.
 
+    The compiled loop :func:`._badpix_dark_numba.dark_statistics_block`, reading the
+    slab in place tile by tile; its results are bit-identical to
+    :func:`dark_pixel_statistics_numpy`.
+
     Parameters
     ----------
     ramp : ndarray, (..., integration, group), DN
-        Calibrated dark ramps (superbias-subtracted, through jump detection).
+        Calibrated dark ramps (superbias-subtracted, through jump detection);
+        typically the transposed view of an (integration, group, y, x) slab.
     groupdq : ndarray of uint8, same shape
     rateints : ndarray, (..., integration), DN/s
         The ramp fit's per-integration slopes.
@@ -160,6 +166,92 @@ def dark_pixel_statistics(
         the pedestals for ``low_pedestal_fraction``/``rc_fraction_threshold``
         (:func:`_order_statistic`); ``pedestal_median``, ``pedestal_scatter``
         (DN); ``n_clean`` (clean integrations, float).
+    """
+    from ._badpix_dark_numba import dark_statistics_block
+
+    lead = ramp.shape[:-2]
+    nint, ngroups = ramp.shape[-2:]
+    ramp4 = _slab(ramp, 2)
+    if ramp4.dtype not in (np.float32, np.float64):
+        ramp4 = ramp4.astype(np.float32)
+    dq4 = _slab(groupdq, 2)
+    rates3 = _slab(rateints, 1)
+    ny, nx = ramp4.shape[2:]
+    if gain is None:
+        gain2 = np.zeros((1, 1))
+    else:
+        gain2 = np.broadcast_to(np.asarray(gain, np.float64), lead).reshape(ny, nx)
+    t = np.asarray(times, np.float64)
+    tc = t - t.mean()  # as the numpy version computes them
+    tc_norm = float((tc**2).sum())
+    ndiff = ngroups - 1
+    if ndiff >= 3:
+        e = max(1, int(early_cutoff_fraction * ndiff))
+        late0 = max(e, ndiff // 2)
+    else:
+        e = late0 = 0  # no RC test
+    clip = bool(np.isfinite(clip_sigma) and (clip_iters is None or clip_iters > 0))
+    counts = np.arange(nint + 1)
+    bias = np.asarray(clipped_std_bias(counts, sigma=clip_sigma, maxiters=clip_iters),
+                      np.float64)
+    factor = np.asarray(estimator_error_factor(counts, stat="median", sigma=np.inf, maxiters=0),
+                        np.float64)
+    ncds = nint * max(ndiff, 0)
+    nlate = ndiff - late0 if e else 0
+    nets = [sorting_network(n) for n in (ncds, max(ndiff, 0), nlate, nint * nlate, nint)]
+    out = np.empty((len(STATISTICS), ny, nx), np.float32)
+    dark_statistics_block(
+        ramp4, dq4, rates3, gain2, gain is not None, t, tc, tc_norm, e, late0,
+        float(step_sigma_threshold), int(max_jump_limit), float(jump_ratio_threshold),
+        float(pedestal_sigma_threshold), float(rc_fraction_threshold),
+        float(low_pedestal_fraction), float(clip_sigma),
+        -1 if clip_iters is None else int(clip_iters), clip, bias, factor, *nets,
+        _tile_width(ncds), out)
+    return tuple(a.reshape(lead) for a in out)
+
+
+def _slab(a: np.ndarray, ncore: int) -> np.ndarray:
+    """The (core..., y, x) view of a (..., core) array: its last ``ncore`` axes first.
+
+    The (y, x, integration, group) view of an (integration, group, y, x) slab gives
+    back the slab; other pixel layouts become one row of pixels.
+    """
+    a = np.asarray(a)
+    core = tuple(range(-ncore, 0))
+    x = np.moveaxis(a, core, tuple(range(ncore)))
+    if x.ndim == ncore + 2:
+        return x
+    return x.reshape(x.shape[:ncore] + (1, -1))
+
+
+def _tile_width(ncds: int) -> int:
+    """Pixels per tile of ``ncds`` clean differences each.
+
+    The tile's (sample, pixel) buffers of ``ncds`` rows stay within a few hundred kB.
+    """
+    return int(min(256, max(16, (16384 // max(ncds, 1)) // 8 * 8)))
+
+
+def dark_pixel_statistics_numpy(
+    ramp: np.ndarray,
+    groupdq: np.ndarray,
+    rateints: np.ndarray,
+    times: np.ndarray,
+    *,
+    gain: float | np.ndarray | None,
+    clip_sigma: float,
+    clip_iters: int,
+    step_sigma_threshold: float,
+    max_jump_limit: int,
+    jump_ratio_threshold: float,
+    early_cutoff_fraction: float,
+    pedestal_sigma_threshold: float,
+    rc_fraction_threshold: float,
+    low_pedestal_fraction: float,
+) -> tuple[np.ndarray, ...]:
+    """Vectorised numpy version of :func:`dark_pixel_statistics` (the reference).
+
+    Same parameters and results, bit for bit.
     """
     lead = ramp.shape[:-2]
     nint, ngroups = ramp.shape[-2:]
