@@ -31,6 +31,16 @@ _UNUSABLE = np.uint16(dq.SATURATED | dq.DO_NOT_USE)
 
 
 @numba.njit(**_JIT)
+def _threshold(n, rejection_threshold, threshold_two, threshold_three):
+    """The threshold (sigma) for ``n`` usable differences."""
+    if n >= 4:
+        return rejection_threshold
+    if n == 3:
+        return threshold_three
+    return threshold_two
+
+
+@numba.njit(**_JIT)
 def jump_block(data, bad, usable_pixel, rn2, gain, rejection_threshold, threshold_two,
                threshold_three, pairs, width, jump, ratio_out, packed_mode, packed,
                flag_neighbors, min_neighbor, max_neighbor):
@@ -98,12 +108,7 @@ def jump_block(data, bad, usable_pixel, rn2, gain, rejection_threshold, threshol
                 n = count[j]
                 if n < 2:
                     continue
-                if n >= 4:
-                    threshold = rejection_threshold
-                elif n == 3:
-                    threshold = threshold_three
-                else:
-                    threshold = threshold_two
+                threshold = _threshold(n, rejection_threshold, threshold_two, threshold_three)
                 if (high[j] - low[j]) / np.sqrt(rn2[p0 + j]) > threshold:
                     cand[ncand] = j
                     ncand += 1
@@ -132,12 +137,8 @@ def jump_block(data, bad, usable_pixel, rn2, gain, rejection_threshold, threshol
                     if largest < 0:
                         break
                     best = largest / sigma
-                    if n >= 4:
-                        threshold = rejection_threshold
-                    elif n == 3:
-                        threshold = threshold_three
-                    else:
-                        threshold = threshold_two
+                    threshold = _threshold(n, rejection_threshold, threshold_two,
+                                           threshold_three)
                     if not best > threshold:
                         break
                     hit = 0

@@ -50,7 +50,9 @@ def linearity_block(data, groupdq, coeffs, skip, out):
 
 @numba.njit(**_JIT)
 def saturation_block(data, threshold, use_floor, ad_floor, out):
-    """Group flags: ``SATURATED`` from the first sample at or above ``threshold`` on,
+    """Group flags of saturation and the A/D floor.
+
+    ``SATURATED`` from the first sample at or above ``threshold`` on, and
     ``AD_FLOOR | DO_NOT_USE`` on samples at or below ``ad_floor`` (when ``use_floor``).
 
     Parameters

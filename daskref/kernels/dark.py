@@ -170,29 +170,8 @@ def dark_kernel_numpy(
 ):
     """Vectorised numpy version of :func:`dark_kernel` (the reference).
 
-    Parameters
-    ----------
-    ramp : ndarray, (..., integration, group), DN
-        Calibrated dark ramps (superbias-subtracted).
-    groupdq : ndarray of uint8 (same shape) or None
-    plane_index : ndarray of int, (integration,)
-        Which output plane each integration belongs to (MIRI: 0 for the first
-        integration of each exposure, 1 for the others; near-IR: all 0).
-    times, fit_groups : ndarray, (group,)
-        Group times (s) and the groups the rate fit uses.
-    nplanes : int
-    stat, clip, sigma, maxiters
-        See :func:`group_statistic`.
-
-    Returns
-    -------
-    sci, err : ndarray of float32, (..., plane, group), DN
-    n_used : ndarray of int (:func:`count_dtype`), (..., plane, group)
-    rate : ndarray of float32, (...), DN/s
-        Dark rate fitted to the last plane (the integrations after the first, for
-        MIRI with several).
-    filled : ndarray of uint8, (...)
-        Worst :func:`fill_from_rate` code over the planes.
+    Same parameters and results; built from :func:`usable_samples`,
+    :func:`group_statistic` and :func:`fill_from_rate`.
     """
     x = usable_samples(ramp, groupdq)
     x = np.moveaxis(x, -2, -1)  # (..., group, integration)

@@ -64,6 +64,19 @@ def _pixel_map(values, ny: int, nx: int) -> np.ndarray:
     return np.broadcast_to(a, (ny, nx)).ravel()
 
 
+def _noise_maps(readnoise, gain, nframes, ny, nx):
+    """Flat (usable pixel, read-noise variance of a difference in DN^2, gain) maps.
+
+    Pixels without a positive finite gain or a finite read noise are unusable
+    (variance 0 and gain 1 there, never read).
+    """
+    rn = _pixel_map(readnoise, ny, nx)
+    g = _pixel_map(gain, ny, nx)
+    usable_pixel = valid_gain(g) & np.isfinite(rn)
+    rn2 = np.where(usable_pixel, rn * rn / max(int(nframes), 1), 0.0)
+    return usable_pixel, rn2, np.where(usable_pixel, g, 1.0)
+
+
 def valid_gain(gain) -> np.ndarray:
     """Return True where a gain value (e-/DN) is usable: finite and positive."""
     gain = np.asarray(gain, dtype=np.float64)
@@ -126,11 +139,7 @@ def _two_point_difference(data, groupdq, readnoise, gain, nframes, rejection_thr
     data = np.asarray(data)
     nint, ngroup, ny, nx = data.shape
     npix = ny * nx
-    rn = _pixel_map(readnoise, ny, nx)
-    g = _pixel_map(gain, ny, nx)
-    usable_pixel = valid_gain(g) & np.isfinite(rn)
-    rn2 = np.where(usable_pixel, rn * rn / max(int(nframes), 1), 0.0)
-    g = np.where(usable_pixel, g, 1.0)
+    usable_pixel, rn2, g = _noise_maps(readnoise, gain, nframes, ny, nx)
 
     jump = np.zeros((nint, ngroup, npix), dtype=bool)
     ratio_out = np.zeros((nint, ngroup, npix), dtype=np.float32)
@@ -281,11 +290,7 @@ def detect_jumps_packed(
     if ngroup < 3:
         return out
     npix = ny * nx
-    rn = _pixel_map(readnoise, ny, nx)
-    g = _pixel_map(gain, ny, nx)
-    usable_pixel = valid_gain(g) & np.isfinite(rn)
-    rn2 = np.where(usable_pixel, rn * rn / max(int(nframes), 1), 0.0)
-    g = np.where(usable_pixel, g, 1.0)
+    usable_pixel, rn2, g = _noise_maps(readnoise, gain, nframes, ny, nx)
     bad = ((out & _UNUSABLE) != 0).reshape(nint, ngroup, npix)
     packed = out.reshape(nint, ngroup, npix)
     jump_block(data.reshape(nint, ngroup, npix), bad, usable_pixel, rn2, g,

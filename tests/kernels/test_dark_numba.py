@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from daskref import dq
-from daskref.kernels.dark import dark_kernel, dark_kernel_numpy
 from daskref.kernels._sort_numba import sorting_network
+from daskref.kernels.dark import dark_kernel, dark_kernel_numpy
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 13, 20, 33, 64, 100])

@@ -63,10 +63,10 @@ from daskref.geometry import (
     reference_pixel_mask,
 )
 from daskref.kernels.refpix import (
-    subtract_column_and_row,
     clipped_mean_by_label,
     mean_ignoring_nan,
     running_median_rows,
+    subtract_column_and_row,
 )
 
 __all__ = ["RefpixSkippedWarning", "edge_row_chunks", "needs_all_rows", "refpix"]
@@ -556,9 +556,11 @@ def _side_block(values, good, *, core, is_left, length, row_start, full_rows):
 
 
 def _subtract_nir(target, column, side):
-    """``target - (column + side)``: (integration, group, 1, x) per-column offsets and
-    an (integration, group, y) side signal (or None), float32, in one pass per block
-    (no full-size correction array)."""
+    """``target - (column + side)``, in one pass per block (no full-size correction).
+
+    ``column``: (integration, group, 1, x) per-column offsets; ``side``: the
+    (integration, group, y) side signal, or None; float32.
+    """
     if side is None:
         return target - column.astype(target.dtype)
     return da.map_blocks(subtract_column_and_row, target, column, side[:, :, :, None],
