@@ -171,16 +171,20 @@ def dark_pixel_statistics(
 
     lead = ramp.shape[:-2]
     nint, ngroups = ramp.shape[-2:]
+    # C-contiguous arguments (a copy only for the rare strided block): every other
+    # memory layout would be another compilation of this large kernel (half a
+    # minute each on a fresh cache)
     ramp4 = _slab(ramp, 2)
-    if ramp4.dtype not in (np.float32, np.float64):
-        ramp4 = ramp4.astype(np.float32)
-    dq4 = _slab(groupdq, 2)
-    rates3 = _slab(rateints, 1)
+    ramp4 = np.ascontiguousarray(
+        ramp4, dtype=ramp4.dtype if ramp4.dtype in (np.float32, np.float64) else np.float32)
+    dq4 = np.ascontiguousarray(_slab(groupdq, 2))
+    rates3 = np.ascontiguousarray(_slab(rateints, 1))
     ny, nx = ramp4.shape[2:]
     if gain is None:
         gain2 = np.zeros((1, 1))
     else:
-        gain2 = np.broadcast_to(np.asarray(gain, np.float64), lead).reshape(ny, nx)
+        gain2 = np.ascontiguousarray(
+            np.broadcast_to(np.asarray(gain, np.float64), lead).reshape(ny, nx))
     t = np.asarray(times, np.float64)
     tc = t - t.mean()  # as the numpy version computes them
     tc_norm = float((tc**2).sum())
