@@ -232,29 +232,19 @@ def _one_group(k, d):
     return Bad(["superbias", str(path), "-o", _out(d)], ["g1_uncal.fits", "has 1 group"])
 
 
-def _ngroups_mismatch(k, d):
-    path = edited(k.darks[0], d / "ng_uncal.fits", NGROUPS=NGROUPS + 2)
-    return Bad(["superbias", str(path), "-o", _out(d)], ["ng_uncal.fits", "NGROUPS is 6"])
+def _edited_keyword(name, expected, **keywords):
+    """A case: the first dark with header ``keywords`` changed (None: removed), to ``name``."""
+    def case(k, d):
+        path = edited(k.darks[0], d / name, **keywords)
+        return Bad(["superbias", str(path), "-o", _out(d)], [name, expected])
+    return case
 
 
-def _ngroups_missing(k, d):
-    path = edited(k.darks[0], d / "nong_uncal.fits", NGROUPS=None)
-    return Bad(["superbias", str(path), "-o", _out(d)], ["nong_uncal.fits", "no NGROUPS"])
-
-
-def _nints_mismatch(k, d):
-    path = edited(k.darks[0], d / "ni_uncal.fits", NINTS=5)
-    return Bad(["superbias", str(path), "-o", _out(d)], ["ni_uncal.fits", "NINTS is 5"])
-
-
-def _nints_missing(k, d):
-    path = edited(k.darks[0], d / "noni_uncal.fits", NINTS=None)
-    return Bad(["superbias", str(path), "-o", _out(d)], ["noni_uncal.fits", "no NINTS"])
-
-
-def _subsize_mismatch(k, d):
-    path = edited(k.darks[0], d / "ss_uncal.fits", SUBSIZE1=32)
-    return Bad(["superbias", str(path), "-o", _out(d)], ["ss_uncal.fits", "SUBSIZE1 is 32"])
+_ngroups_mismatch = _edited_keyword("ng_uncal.fits", "NGROUPS is 6", NGROUPS=NGROUPS + 2)
+_ngroups_missing = _edited_keyword("nong_uncal.fits", "no NGROUPS", NGROUPS=None)
+_nints_mismatch = _edited_keyword("ni_uncal.fits", "NINTS is 5", NINTS=5)
+_nints_missing = _edited_keyword("noni_uncal.fits", "no NINTS", NINTS=None)
+_subsize_mismatch = _edited_keyword("ss_uncal.fits", "SUBSIZE1 is 32", SUBSIZE1=32)
 
 
 def _groupdq_shape(k, d):
